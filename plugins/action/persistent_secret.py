@@ -1,0 +1,91 @@
+# -*- coding: utf-8 -*-
+# Copyright: turnkey.cluster maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Runs on the controller: the store, the vault password and the keys never travel to a target.
+
+The result carries public facts only (certificate, public key, versions), never secret material, so the
+task can show its diff and still print no secret, even at -vvv.
+"""
+
+from __future__ import annotations
+
+from ansible.plugins.action import ActionBase
+from ansible_collections.turnkey.cluster.plugins.plugin_utils import persistent_store as store_lib
+
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    type=dict(type="str", required=True, choices=list(store_lib.SECRET_TYPES)),
+    store_path=dict(type="path", required=True),
+    vault_password_file=dict(type="path"),
+    vault_password_env=dict(type="str"),
+    length=dict(type="int", default=64),
+    comment=dict(type="str"),
+    common_name=dict(type="str", default="sealed-secret"),
+    validity_days=dict(type="int", default=3650),
+    rotate=dict(type="bool", default=False),
+    renew_certificate=dict(type="bool", default=False),
+)
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+    _supports_diff = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        del validation
+        try:
+            return self._ensure(result, args)
+        except store_lib.StoreError as exc:
+            result.update(failed=True, msg="persistent secret %s: %s" % (args["name"], exc))
+            return result
+
+    def _ensure(self, result, args):
+        if args["type"] == "token" and not 16 <= args["length"] <= 4096:
+            raise store_lib.StoreError("length %d: tokens are 16 to 4096 characters" % args["length"])
+        if args["renew_certificate"] and args["type"] != "sealed_secrets_keypair":
+            raise store_lib.StoreError("renew_certificate applies to sealed_secrets_keypair only")
+        password = store_lib.resolve_password(args["vault_password_file"], args["vault_password_env"])
+        store = store_lib.Store(args["store_path"], password)
+        name, secret_type = args["name"], args["type"]
+        current = store.read(name)
+        if current is not None and current.get("type") != secret_type:
+            raise store_lib.StoreError("the store holds %s as a %s, not a %s; pick another name or remove %s "
+                                       "deliberately" % (name, current.get("type"), secret_type, store.file_of(name)))
+        if current is None:
+            action = "create"
+        elif args["rotate"]:
+            action = "rotate"
+        elif args["renew_certificate"]:
+            action = "renew"
+        else:
+            action = None
+        result.update(changed=action is not None, path=store.file_of(name), action=action or "none",
+                      created=action == "create", rotated=action == "rotate", renewed=action == "renew")
+        if self._task.diff or self._play_context.diff:
+            before = "absent\n" if current is None else self._summary(current)
+            after = before if action is None else "%s version %d (%s, value not shown)\n" % (
+                secret_type, (current or {}).get("version", 0) + 1, action)
+            result["diff"] = {"before": before, "after": after, "before_header": store.file_of(name),
+                              "after_header": store.file_of(name)}
+        if action is None:
+            result["public"] = store_lib.public_facts(current)
+            return result
+        if self._task.check_mode:
+            return result
+        if action == "renew":
+            material = store_lib.renew_certificate(current, args)
+        else:
+            material = store_lib.generate(secret_type, args)
+        record = store_lib.new_record(name, secret_type, material, current)
+        backup = store.write(name, record)
+        if backup:
+            result["backup_file"] = backup
+        result["public"] = store_lib.public_facts(record)
+        return result
+
+    @staticmethod
+    def _summary(record):
+        return "%s version %d (updated %s)\n" % (record["type"], record["version"], record["updated"])

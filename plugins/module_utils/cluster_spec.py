@@ -1,0 +1,390 @@
+# -*- coding: utf-8 -*-
+# Copyright: turnkey.cluster maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Cross-field rules of the cluster spec.
+
+Types are checked earlier (role argument_specs for the cluster-wide variables, the module's
+argument_spec for the nodes); this file holds the rules that need more than one field at a time.
+Every error names the field and how to fix it, so an operator never has to read this code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+
+# Versions this collection is built and tested with. A pair outside these ranges is refused up
+# front rather than discovered as a half-built cluster (Talos support matrix, Cilium k8s matrix).
+TALOS_KUBERNETES = {
+    (1, 11): ((1, 29), (1, 34)),
+    (1, 12): ((1, 30), (1, 35)),
+    (1, 13): ((1, 31), (1, 36)),
+    (1, 14): ((1, 32), (1, 37)),
+}
+CILIUM_KUBERNETES = {
+    (1, 18): ((1, 30), (1, 33)),
+    (1, 19): ((1, 31), (1, 35)),
+    (1, 20): ((1, 32), (1, 36)),
+}
+FLUX_KUBERNETES = {
+    (2, 7): ((1, 32), (1, 34)),
+    (2, 8): ((1, 33), (1, 35)),
+    (2, 9): ((1, 33), (1, 36)),
+}
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+GIT_URL = re.compile(r"^(ssh://[^\s]+|https://[^\s]+|git@[^\s:]+:[^\s]+)$")
+LAYERS = ("persistent_auth", "infrastructure", "services", "configuration")
+PROXMOX_VMID_MIN, PROXMOX_VMID_MAX = 100, 999999999
+
+
+class SpecErrors(list):
+    """Errors collected in order; each is 'field: problem. Fix: remedy.'"""
+
+    def add(self, field, problem, fix):
+        self.append("%s: %s. Fix: %s." % (field, problem, fix))
+
+
+def _network(value):
+    try:
+        return ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        return None
+
+
+def _address(value):
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
+
+
+def parse_pool(text):
+    """A pool is a CIDR ('10.2.3.0/28'), a range ('10.2.3.4-10.2.3.20') or one address."""
+    text = str(text).strip()
+    if "-" in text:
+        first, last = (_address(part.strip()) for part in text.split("-", 1))
+        if first is None or last is None or first.version != last.version or first > last:
+            return None
+        return (first, last)
+    if "/" in text:
+        net = _network(text)
+        return None if net is None else (net[0], net[-1])
+    one = _address(text)
+    return None if one is None else (one, one)
+
+
+def _in_pool(address, pool):
+    return pool[0] <= address <= pool[1]
+
+
+def _version(value):
+    match = VERSION.match(str(value or ""))
+    return None if match is None else tuple(int(part) for part in match.groups())
+
+
+def _check_range(errors, table, name, field, minor, k8s_minor, k8s_field):
+    supported = table.get(minor)
+    if supported is None:
+        known = ", ".join("%d.%d" % key for key in sorted(table))
+        errors.add(field, "%s %d.%d is not in the tested matrix (%s)" % (name, minor[0], minor[1], known),
+                   "pick one of the tested %s minors" % name)
+        return
+    low, high = supported
+    if not low <= k8s_minor <= high:
+        errors.add(k8s_field, "Kubernetes %d.%d is not supported by %s %d.%d (supported: %d.%d to %d.%d)"
+                   % (k8s_minor + (name,) + minor + low + high),
+                   "choose a Kubernetes version in that range or another %s version" % name)
+
+
+def check_versions(errors, versions):
+    parsed = {}
+    for key in ("talos", "kubernetes", "cilium", "flux"):
+        value = versions.get(key)
+        number = _version(value)
+        if number is None:
+            errors.add("cluster_versions.%s" % key, "%r is not a version like 1.2.3" % (value,),
+                       "write a full release version such as %s" % {"talos": "v1.13.9", "kubernetes": "1.36.3",
+                                                                      "cilium": "1.20.0", "flux": "v2.9.0"}[key])
+        parsed[key] = number
+    for key in ("talos", "flux"):
+        if parsed.get(key) and not str(versions[key]).startswith("v"):
+            errors.add("cluster_versions.%s" % key, "%r lacks the leading 'v' of %s release tags" % (versions[key], key),
+                       "write v%s" % versions[key])
+    k8s = parsed.get("kubernetes")
+    if k8s is None:
+        return
+    for key, table in (("talos", TALOS_KUBERNETES), ("cilium", CILIUM_KUBERNETES), ("flux", FLUX_KUBERNETES)):
+        if parsed.get(key):
+            _check_range(errors, table, key.capitalize(), "cluster_versions.%s" % key, parsed[key][:2], k8s[:2],
+                         "cluster_versions.kubernetes")
+
+
+def check_network(errors, network):
+    """Returns the parsed node network, or None when it is unusable."""
+    cidr = _network(network.get("cidr"))
+    if cidr is None:
+        errors.add("cluster_network.cidr", "%r is not a network in CIDR form with no host bits" % network.get("cidr"),
+                   "write the node network like 10.2.0.0/16")
+        return None
+    gateway = _address(network.get("gateway"))
+    if gateway is None or gateway not in cidr:
+        errors.add("cluster_network.gateway", "%r is not an address inside %s" % (network.get("gateway"), cidr),
+                   "set the router's address on the node network")
+    elif cidr.num_addresses > 2 and gateway in (cidr.network_address, cidr.broadcast_address):
+        errors.add("cluster_network.gateway", "%s is the network or broadcast address of %s" % (gateway, cidr),
+                   "use a usable host address")
+    for index, server in enumerate(network.get("dns_servers") or []):
+        if _address(server) is None:
+            errors.add("cluster_network.dns_servers[%d]" % index, "%r is not an IP address" % server,
+                       "list resolvers by address")
+    vip = _address(network.get("api_vip"))
+    if vip is None or vip not in cidr:
+        errors.add("cluster_network.api_vip", "%r is not an address inside %s" % (network.get("api_vip"), cidr),
+                   "pick a free address on the node network for the Kubernetes API")
+    elif vip == gateway:
+        errors.add("cluster_network.api_vip", "%s is the gateway's address" % vip, "pick a free address for the API VIP")
+    for key in ("pod_cidr", "service_cidr"):
+        other = _network(network.get(key))
+        if other is None:
+            errors.add("cluster_network.%s" % key, "%r is not a network in CIDR form" % network.get(key),
+                       "write it like %s" % ("10.244.0.0/16" if key == "pod_cidr" else "10.96.0.0/12"))
+        elif other.overlaps(cidr):
+            errors.add("cluster_network.%s" % key, "%s overlaps the node network %s" % (other, cidr),
+                       "choose a range that no node, VIP or pool uses")
+    pod, service = _network(network.get("pod_cidr")), _network(network.get("service_cidr"))
+    if pod is not None and service is not None and pod.overlaps(service):
+        errors.add("cluster_network.service_cidr", "%s overlaps pod_cidr %s" % (service, pod),
+                   "give pods and services separate ranges")
+    return cidr
+
+
+def check_pools(errors, network, cidr, node_ips):
+    gateway, vip = _address(network.get("gateway")), _address(network.get("api_vip"))
+    seen_names, parsed = set(), []
+    for index, pool in enumerate(network.get("lb_pools") or []):
+        field = "cluster_network.lb_pools[%d]" % index
+        name = pool.get("name")
+        if name in seen_names:
+            errors.add(field + ".name", "pool name %r is used twice" % name, "give every pool its own name")
+        seen_names.add(name)
+        bounds = parse_pool(pool.get("addresses"))
+        if bounds is None:
+            errors.add(field + ".addresses", "%r is not a CIDR, an address or a range first-last"
+                       % pool.get("addresses"), "write e.g. 10.2.3.4-10.2.3.20")
+            continue
+        if bounds[0] not in cidr or bounds[1] not in cidr:
+            errors.add(field + ".addresses", "%s is not inside the node network %s" % (pool.get("addresses"), cidr),
+                       "take load-balancer addresses from the node network")
+        for label, address in (("the gateway", gateway), ("the API VIP", vip)):
+            if address is not None and _in_pool(address, bounds):
+                errors.add(field + ".addresses", "%s contains %s %s" % (pool.get("addresses"), label, address),
+                           "leave %s out of every pool" % label)
+        for node, address in node_ips:
+            if _in_pool(address, bounds):
+                errors.add(field + ".addresses", "%s contains %s, the address of node %s"
+                           % (pool.get("addresses"), address, node), "move the pool or the node")
+        for other_name, other in parsed:
+            if bounds[0] <= other[1] and other[0] <= bounds[1]:
+                errors.add(field + ".addresses", "pool %r overlaps pool %r" % (name, other_name),
+                           "make the pools disjoint")
+        parsed.append((name, bounds))
+
+
+NODE_INTEGERS = ("cores", "memory_mb", "disk_gb", "balloon_mb", "vmid")
+NODE_REQUIRED = ("ip", "cores", "memory_mb", "disk_gb")
+
+
+def _node_types_ok(errors, field, node):
+    """Host variables come from hand-written YAML: name the host and variable of a wrong one."""
+    ok = True
+    for key in NODE_REQUIRED:
+        if node.get(key) in (None, ""):
+            errors.add(field + ".node_" + key, "is not set", "set node_%s in the host's variables" % key)
+            ok = False
+    for key in NODE_INTEGERS:
+        value = node.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            errors.add(field + ".node_" + key, "%r is not a whole number" % (value,),
+                       "write node_%s as a number without quotes or units" % key)
+            ok = False
+    return ok
+
+
+def check_nodes(errors, nodes, cidr, network, hetzner):
+    """Returns [(name, address)] of the nodes whose address parsed."""
+    node_ips, seen_ip, seen_vmid = [], {}, {}
+    hetzner_subnet = _network((hetzner or {}).get("network", {}).get("subnet")) if hetzner else None
+    gateway, vip = _address(network.get("gateway")), _address(network.get("api_vip"))
+    controlplanes = 0
+    for node in nodes:
+        name = str(node.get("name"))
+        field = "nodes[%s]" % name
+        types_ok = _node_types_ok(errors, field, node)
+        if not DNS_LABEL.match(name):
+            errors.add(field, "the inventory name %r is not a DNS label (lower-case letters, digits, '-', at most 63)"
+                       % name, "rename the host; it becomes the Kubernetes node name")
+        roles = node.get("roles") or []
+        if len(roles) != 1:
+            errors.add(field, "is in %s of the role groups controlplane/worker" % ("none" if not roles else "both"),
+                       "put the host in exactly one of the groups controlplane or worker")
+        elif roles[0] == "controlplane":
+            controlplanes += 1
+        providers = node.get("providers") or []
+        if len(providers) != 1:
+            errors.add(field, "is in %s of the provider groups proxmox_nodes/hetzner_nodes"
+                       % ("none" if not providers else "both"),
+                       "put the host in exactly one of the groups proxmox_nodes or hetzner_nodes")
+        provider = providers[0] if len(providers) == 1 else None
+        if not types_ok:
+            continue
+        address = _address(node.get("ip"))
+        if address is None:
+            errors.add(field + ".node_ip", "%r is not an IP address" % node.get("ip"), "set node_ip to the node's address")
+        else:
+            if address in seen_ip:
+                errors.add(field + ".node_ip", "%s is already used by node %s" % (address, seen_ip[address]),
+                           "give every node its own address")
+            seen_ip.setdefault(address, name)
+            node_ips.append((name, address))
+            if provider == "proxmox" and cidr is not None:
+                if address not in cidr:
+                    errors.add(field + ".node_ip", "%s is outside the node network %s" % (address, cidr),
+                               "pick an address inside cluster_network.cidr")
+                elif cidr.num_addresses > 2 and address in (cidr.network_address, cidr.broadcast_address):
+                    errors.add(field + ".node_ip", "%s is the network or broadcast address" % address,
+                               "pick a usable host address")
+            if provider == "hetzner" and hetzner_subnet is not None and address not in hetzner_subnet:
+                errors.add(field + ".node_ip", "%s is outside the Hetzner subnet %s" % (address, hetzner_subnet),
+                           "pick an address inside hetzner.network.subnet")
+            if address == gateway:
+                errors.add(field + ".node_ip", "%s is the gateway's address" % address, "pick a free address")
+            if address == vip:
+                errors.add(field + ".node_ip", "%s is the API VIP" % address,
+                           "the VIP floats between control planes; give the node its own address")
+        if provider == "proxmox":
+            vmid = node.get("vmid")
+            if vmid is None:
+                errors.add(field + ".node_vmid", "a Proxmox node needs a pre-assigned VM id",
+                           "set node_vmid (%d-%d)" % (PROXMOX_VMID_MIN, PROXMOX_VMID_MAX))
+            elif not PROXMOX_VMID_MIN <= vmid <= PROXMOX_VMID_MAX:
+                errors.add(field + ".node_vmid", "%d is outside Proxmox's range %d-%d"
+                           % (vmid, PROXMOX_VMID_MIN, PROXMOX_VMID_MAX), "pick an id in that range")
+            elif vmid in seen_vmid:
+                errors.add(field + ".node_vmid", "VM id %d is already used by node %s" % (vmid, seen_vmid[vmid]),
+                           "give every Proxmox node its own VM id")
+            else:
+                seen_vmid[vmid] = name
+        if node.get("balloon_mb") and node["balloon_mb"] > node["memory_mb"]:
+            errors.add(field + ".node_balloon_mb", "the balloon floor %d MiB is above the memory %d MiB"
+                       % (node["balloon_mb"], node["memory_mb"]), "lower node_balloon_mb or raise node_memory_mb")
+        for key, low in (("cores", 1), ("memory_mb", 1024), ("disk_gb", 10)):
+            if node.get(key) is not None and node[key] < low:
+                errors.add(field + ".node_" + key, "%d is below the minimum %d for a Talos node" % (node[key], low),
+                           "raise node_%s" % key)
+    if not nodes:
+        errors.add("nodes", "the inventory has no host in the group 'cluster'", "add the cluster's nodes to the inventory")
+    elif controlplanes == 0:
+        errors.add("nodes", "no node is in the group controlplane", "put 1, 3 or 5 nodes in the group controlplane")
+    elif controlplanes % 2 == 0:
+        errors.add("nodes", "%d control planes cannot keep an etcd quorum through a failure better than %d"
+                   % (controlplanes, controlplanes - 1), "use an odd number of control planes (1, 3 or 5)")
+    return node_ips
+
+
+def check_providers(errors, spec, nodes):
+    providers = {p for node in nodes for p in node.get("providers") or []}
+    if "proxmox" in providers:
+        proxmox = spec.get("proxmox") or {}
+        if not proxmox:
+            errors.add("proxmox", "nodes are in proxmox_nodes but the proxmox settings are missing",
+                       "define proxmox.api_url, node, storage and bridge")
+        elif not str(proxmox.get("api_url", "")).startswith("https://"):
+            errors.add("proxmox.api_url", "%r is not an https URL" % proxmox.get("api_url"),
+                       "write it like https://pve.example.com:8006")
+    if "hetzner" in providers:
+        hetzner = spec.get("hetzner") or {}
+        if not hetzner:
+            errors.add("hetzner", "nodes are in hetzner_nodes but the hetzner settings are missing",
+                       "define hetzner.location, server_type and network")
+        else:
+            net = _network(hetzner.get("network", {}).get("ip_range"))
+            subnet = _network(hetzner.get("network", {}).get("subnet"))
+            if net is None:
+                errors.add("hetzner.network.ip_range", "%r is not a network in CIDR form"
+                           % hetzner.get("network", {}).get("ip_range"), "write it like 10.3.0.0/16")
+            if subnet is None:
+                errors.add("hetzner.network.subnet", "%r is not a network in CIDR form"
+                           % hetzner.get("network", {}).get("subnet"), "write it like 10.3.0.0/24")
+            if net is not None and subnet is not None and not subnet.subnet_of(net):
+                errors.add("hetzner.network.subnet", "%s is not inside ip_range %s" % (subnet, net),
+                           "take the subnet from the network's ip_range")
+            home = _network((spec.get("cluster_network") or {}).get("cidr"))
+            if net is not None and home is not None and net.overlaps(home):
+                errors.add("hetzner.network.ip_range", "%s overlaps the home node network %s" % (net, home),
+                           "the two sites are routed, not bridged: give Hetzner its own range")
+
+
+def check_cluster(errors, spec):
+    name, domain = spec.get("cluster_name"), spec.get("cluster_domain")
+    if not DNS_LABEL.match(str(name or "")):
+        errors.add("cluster_name", "%r is not a DNS label" % (name,), "use lower-case letters, digits and '-'")
+    if not DNS_NAME.match(str(domain or "")):
+        errors.add("cluster_domain", "%r is not a DNS name with at least two labels" % (domain,),
+                   "write it like cluster.example.com")
+    gitops = spec.get("gitops") or {}
+    if not GIT_URL.match(str(gitops.get("url", ""))):
+        errors.add("gitops.url", "%r is not an ssh:// or https:// git URL" % gitops.get("url"),
+                   "write it like ssh://git@github.com/owner/cluster.git")
+    path = str(gitops.get("path", ""))
+    if path.startswith("/") or ".." in path.split("/"):
+        errors.add("gitops.path", "%r must be relative to the repository root" % path, "write it like k8s")
+    seen = set()
+    for index, app in enumerate(spec.get("sso_apps") or []):
+        field = "sso_apps[%d]" % index
+        if app.get("name") in seen:
+            errors.add(field + ".name", "application %r is listed twice" % app.get("name"), "list each app once")
+        seen.add(app.get("name"))
+        if not DNS_LABEL.match(str(app.get("name", ""))):
+            errors.add(field + ".name", "%r is not a slug" % app.get("name"), "use lower-case letters, digits and '-'")
+        for uri_index, uri in enumerate(app.get("redirect_uris") or []):
+            if not str(uri).startswith("https://"):
+                errors.add("%s.redirect_uris[%d]" % (field, uri_index), "%r is not an https URL" % uri,
+                           "OIDC redirects must use https")
+
+
+def check_credentials(errors, spec, layer, environ):
+    """Credentials the given layer needs; a layer asks only for what it uses."""
+    if layer == "persistent_auth":
+        store = spec.get("secrets_store") or {}
+        env_name = store.get("vault_password_env")
+        password_file = store.get("vault_password_file")
+        if env_name and environ.get(env_name):
+            return
+        if password_file and os.path.isfile(os.path.expanduser(password_file)):
+            return
+        errors.add("secrets_store", "no vault password for the persistent store: %s does not exist and %s is not set"
+                   % (password_file or "vault_password_file (unset)", env_name or "vault_password_env (unset)"),
+                   "create the password file (mode 0600) or export the variable; keep the password safe, "
+                   "the store cannot be read without it")
+
+
+def validate(spec, nodes, layer, environ=None):
+    """Runs every rule and returns the list of errors (empty when the spec is valid)."""
+    errors = SpecErrors()
+    environ = os.environ if environ is None else environ
+    if layer not in LAYERS:
+        errors.add("layer", "%r is not a layer" % layer, "use one of %s" % ", ".join(LAYERS))
+    check_cluster(errors, spec)
+    check_versions(errors, spec.get("cluster_versions") or {})
+    network = spec.get("cluster_network") or {}
+    cidr = check_network(errors, network)
+    node_ips = check_nodes(errors, nodes, cidr, network, spec.get("hetzner"))
+    if cidr is not None:
+        check_pools(errors, network, cidr, node_ips)
+    check_providers(errors, spec, nodes)
+    check_credentials(errors, spec, layer, environ)
+    return list(errors)
