@@ -85,7 +85,7 @@ def copy_inventory(tmp_path, base="lab", overlay=None):
 def lab_env(tmp_path, password=TEST_VAULT_PASSWORD):
     """An isolated lab state folder holding only a vault password, and the variables pointing at it."""
     lab_dir = tmp_path / "lab"
-    lab_dir.mkdir(exist_ok=True)
+    lab_dir.mkdir(parents=True, exist_ok=True)
     password_file = lab_dir / "vault-password"
     if password is not None:
         password_file.write_text(password + "\n")

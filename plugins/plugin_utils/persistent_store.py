@@ -79,8 +79,10 @@ class Store:
     def read(self, name):
         """The stored record, or None when the secret does not exist yet."""
         path = self.file_of(name)
-        if not os.path.exists(path):
-            return None
+        return self.read_file(path) if os.path.exists(path) else None
+
+    def read_file(self, path):
+        """Decrypts one store file (a current secret or a backup)."""
         with open(path, "rb") as handle:
             blob = handle.read()
         try:
@@ -156,7 +158,7 @@ def self_signed_certificate(private_key, common_name, validity_days, now=None):
 def generate(secret_type, options):
     """New secret material: {'data': {...}}; options hold the type's parameters."""
     if secret_type == "token":
-        return {"data": {"value": "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(options["length"]))}}
+        return {"data": {"value": "".join(secrets.choice(TOKEN_ALPHABET) for _position in range(options["length"]))}}
     _require_cryptography()
     if secret_type == "sealed_secrets_keypair":
         key = rsa.generate_private_key(public_exponent=65537, key_size=4096)

@@ -1,0 +1,111 @@
+"""Which layers each tag selects, read from `ansible-playbook --list-tasks`.
+
+Layer N's plays carry the layer's tag and the start-from tags of layer N and every earlier layer, so
+`--tags from_X` selects X and every later layer. Validation plays are tagged `always`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.playbook_runner import REPO, run_playbook
+
+LAYERS = [("00", "persistent_auth"), ("01", "infrastructure"), ("02", "services"), ("03", "configuration")]
+EXPECTED = {
+    None: {"00", "01", "02", "03"},
+    "persistent_auth": {"00"},
+    "infrastructure": {"01"},
+    "services": {"02"},
+    "configuration": {"03"},
+    "from_persistent_auth": {"00", "01", "02", "03"},
+    "from_infrastructure": {"01", "02", "03"},
+    "from_services": {"02", "03"},
+    "from_configuration": {"03"},
+}
+PLAY = re.compile(r"^  play #\d+ \((?P<hosts>[^)]*)\): (?P<name>.*?)\tTAGS: \[(?P<tags>[^\]]*)\]$")
+TASK = re.compile(r"^      (?P<name>.*?)\tTAGS: \[(?P<tags>[^\]]*)\]$")
+# Ansible tags a role's argument check 'always'; it only validates that role's inputs.
+ARGUMENT_CHECK = "Validating arguments against arg spec"
+
+
+def layer_tags(number):
+    index = [n for n, _ in LAYERS].index(number)
+    return {LAYERS[index][1]} | {"from_" + name for _, name in LAYERS[: index + 1]}
+
+
+def present_layers(site=REPO / "site.yml"):
+    imports = [entry["ansible.builtin.import_playbook"] for entry in yaml.safe_load(site.read_text())]
+    return {Path(path).name[:2] for path in imports}
+
+
+def selected_layers(listing):
+    """{layer number or 'validation': [work task names]} of the plays --list-tasks shows."""
+    selected, current = {}, None
+    for line in listing.splitlines():
+        play = PLAY.match(line)
+        if play:
+            name = play.group("name")
+            current = "validation" if name.startswith("Validate") else name[:2]
+            selected.setdefault(current, [])
+            continue
+        task = TASK.match(line)
+        if task and current and ARGUMENT_CHECK not in task.group("name"):
+            selected[current].append(task.group("name"))
+    # A play that shows only role argument checks does no work for that layer.
+    return {layer: tasks for layer, tasks in selected.items() if tasks}
+
+
+def list_tasks(tag, site="site.yml"):
+    args = ["--list-tasks"] + (["--tags", tag] if tag else [])
+    run = run_playbook(*args, playbook=str(site))
+    assert run.returncode == 0, run.stdout + run.stderr
+    return selected_layers(run.stdout)
+
+
+@pytest.mark.parametrize("tag", list(EXPECTED), ids=lambda tag: tag or "no-tags")
+def test_site_selects_exactly_the_layers_of_each_tag(tag):
+    selected = list_tasks(tag)
+    assert "validation" in selected, "validation must run under every tag"
+    assert set(selected) - {"validation"} == EXPECTED[tag] & present_layers()
+
+
+def test_every_layer_play_carries_its_layer_and_start_from_tags():
+    for path in sorted((REPO / "playbooks").glob("0*.yml")):
+        number = path.name[:2]
+        for play in yaml.safe_load(path.read_text()):
+            tags = set(play.get("tags", []))
+            if play["name"].startswith("Validate"):
+                assert tags == {"always"}, path
+            else:
+                assert play["name"].startswith(number + " "), "play names start with their layer number"
+                assert play["vars"]["turnkey_layer"] == path.stem
+                assert tags == layer_tags(number), (path, play["name"])
+
+
+def test_start_from_semantics_with_all_four_layers(tmp_path):
+    """The same convention on a tree where the layers not built yet are stand-ins, so that every row of
+    the table is exercised today. The stand-ins exist only inside this test."""
+    (tmp_path / "playbooks").mkdir()
+    imports = []
+    for number, name in LAYERS:
+        real = next((REPO / "playbooks").glob(number + "-*.yml"), None)
+        target = tmp_path / "playbooks" / ("%s-%s.yml" % (number, name.replace("_", "-")))
+        if real is not None:
+            shutil.copy(real, target)
+        else:
+            target.write_text(yaml.safe_dump([{
+                "name": "%s stand-in" % number, "hosts": "localhost", "gather_facts": False,
+                "tags": sorted(layer_tags(number)), "vars": {"turnkey_layer": target.stem},
+                "tasks": [{"name": "Stand-in task of layer %s" % number, "ansible.builtin.meta": "noop"}]}]))
+        imports.append({"name": "Layer %s" % number, "ansible.builtin.import_playbook": "playbooks/" + target.name})
+    site = tmp_path / "site.yml"
+    site.write_text(yaml.safe_dump(imports))
+    for tag, expected in EXPECTED.items():
+        selected = list_tasks(tag, site)
+        assert "validation" in selected
+        assert set(selected) - {"validation"} == expected, tag

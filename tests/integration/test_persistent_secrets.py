@@ -1,0 +1,152 @@
+"""Layer 00 through the real site.yml: generated once, never regenerated, never printed."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from tests.playbook_runner import TEST_VAULT_PASSWORD, copy_inventory, lab_env, recap, run_playbook
+from tests.store_access import open_store
+
+NAMES = ("sealed_secrets", "flux_deploy_key", "authentik_bootstrap_token")
+
+
+@pytest.fixture
+def lab_inventory(tmp_path):
+    return copy_inventory(tmp_path, "lab"), lab_env(tmp_path)
+
+
+def digests(store_dir):
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(store_dir.glob("*.vault.yml"))}
+
+
+def secret_fragments(store):
+    """Pieces of every secret value that must never reach the output."""
+    fragments = []
+    for name in NAMES:
+        data = store.read(name)["data"]
+        for key, value in data.items():
+            if key in ("certificate", "public_key"):
+                continue
+            body = "".join(line for line in value.splitlines() if "-----" not in line)
+            fragments += [body[i:i + 24] for i in range(0, len(body) - 24, 200)] or [value]
+    return fragments
+
+
+def test_generated_once_rerun_unchanged_and_never_printed(lab_inventory):
+    inventory, env = lab_inventory
+    first = run_playbook("-i", str(inventory), "-vvv", env=env)
+    assert first.returncode == 0, first.stdout[-4000:]
+    assert recap(first.stdout)["localhost"]["changed"] == 1
+    store_dir = inventory / "secrets"
+    assert stat.S_IMODE(store_dir.stat().st_mode) == 0o700
+    files = sorted(store_dir.glob("*.vault.yml"))
+    assert [path.name for path in files] == sorted(name + ".vault.yml" for name in NAMES)
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
+
+    store = open_store(store_dir, TEST_VAULT_PASSWORD)
+    output = first.stdout + first.stderr
+    fragments = secret_fragments(store)
+    assert len(fragments) > 10
+    leaked = [fragment for fragment in fragments if fragment in output]
+    assert leaked == [], "secret material printed with -vvv"
+    assert TEST_VAULT_PASSWORD not in output
+
+    before = digests(store_dir)
+    second = run_playbook("-i", str(inventory), "-vvv", env=env)
+    assert second.returncode == 0, second.stdout[-4000:]
+    assert recap(second.stdout)["localhost"]["changed"] == 0
+    assert digests(store_dir) == before
+    assert not (store_dir / ".backup").exists()
+    assert [fragment for fragment in fragments if fragment in second.stdout + second.stderr] == []
+
+
+def test_secret_shapes(lab_inventory):
+    inventory, env = lab_inventory
+    assert run_playbook("-i", str(inventory), "--tags", "persistent_auth", env=env).returncode == 0
+    store = open_store(inventory / "secrets", TEST_VAULT_PASSWORD)
+
+    sealed = store.read("sealed_secrets")
+    key = serialization.load_pem_private_key(sealed["data"]["private_key"].encode(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 4096
+    certificate = x509.load_pem_x509_certificate(sealed["data"]["certificate"].encode())
+    assert certificate.public_key().public_numbers() == key.public_key().public_numbers()
+    assert certificate.subject == certificate.issuer
+    validity = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+    assert 3649 <= validity.days <= 3651
+
+    flux = store.read("flux_deploy_key")
+    private = serialization.load_ssh_private_key(flux["data"]["private_key"].encode(), password=None)
+    assert isinstance(private, ed25519.Ed25519PrivateKey)
+    assert flux["data"]["public_key"].startswith("ssh-ed25519 ")
+    assert flux["data"]["public_key"].endswith(" flux@lab")
+
+    token = store.read("authentik_bootstrap_token")["data"]["value"]
+    assert len(token) == 64 and token.isalnum()
+    assert {record["version"] for record in map(store.read, NAMES)} == {1}
+
+
+def test_check_mode_reports_and_writes_nothing(lab_inventory):
+    inventory, env = lab_inventory
+    run = run_playbook("-i", str(inventory), "--check", "--diff", env=env)
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert recap(run.stdout)["localhost"]["changed"] == 1
+    assert "+sealed_secrets_keypair version 1 (create, value not shown)" in run.stdout
+    assert not (inventory / "secrets").exists()
+
+
+def test_named_rotation_keeps_a_backup_and_touches_nothing_else(lab_inventory):
+    inventory, env = lab_inventory
+    assert run_playbook("-i", str(inventory), env=env).returncode == 0
+    store = open_store(inventory / "secrets", TEST_VAULT_PASSWORD)
+    old_token = store.read("authentik_bootstrap_token")
+    others = {name: (inventory / "secrets" / (name + ".vault.yml")).read_bytes() for name in NAMES[:2]}
+
+    rotate = '{"persistent_secrets_rotate": ["authentik_bootstrap_token"]}'
+    check = run_playbook("-i", str(inventory), "--check", "-e", rotate, env=env)
+    assert recap(check.stdout)["localhost"]["changed"] == 1
+    assert store.read("authentik_bootstrap_token") == old_token
+
+    run = run_playbook("-i", str(inventory), "-e", rotate, env=env)
+    assert run.returncode == 0, run.stdout[-4000:]
+    new_token = store.read("authentik_bootstrap_token")
+    assert new_token["data"]["value"] != old_token["data"]["value"]
+    assert new_token["version"] == 2 and new_token["created"] == old_token["created"]
+    backups = list((inventory / "secrets" / ".backup").glob("authentik_bootstrap_token.*.vault.yml"))
+    assert len(backups) == 1 and stat.S_IMODE(backups[0].stat().st_mode) == 0o600
+    assert store.read_file(backups[0]) == old_token
+    for name, blob in others.items():
+        assert (inventory / "secrets" / (name + ".vault.yml")).read_bytes() == blob
+    assert old_token["data"]["value"] not in run.stdout
+    assert new_token["data"]["value"] not in run.stdout
+
+
+def test_certificate_renewal_keeps_the_key(lab_inventory):
+    inventory, env = lab_inventory
+    assert run_playbook("-i", str(inventory), env=env).returncode == 0
+    store = open_store(inventory / "secrets", TEST_VAULT_PASSWORD)
+    before = store.read("sealed_secrets")
+    run = run_playbook("-i", str(inventory), "-e", '{"persistent_secrets_renew": ["sealed_secrets"]}', env=env)
+    assert run.returncode == 0, run.stdout[-4000:]
+    after = store.read("sealed_secrets")
+    assert after["data"]["private_key"] == before["data"]["private_key"]
+    assert after["data"]["certificate"] != before["data"]["certificate"]
+    assert after["version"] == 2
+
+
+def test_wrong_password_fails_clearly_and_overwrites_nothing(lab_inventory, tmp_path):
+    inventory, env = lab_inventory
+    assert run_playbook("-i", str(inventory), env=env).returncode == 0
+    before = digests(inventory / "secrets")
+    wrong = lab_env(tmp_path / "other", password="not-the-password")
+    run = run_playbook("-i", str(inventory), env=wrong)
+    assert run.returncode != 0
+    assert "cannot decrypt" in run.stdout and "right vault password" in run.stdout
+    assert digests(inventory / "secrets") == before
