@@ -97,17 +97,19 @@ def lab_env(tmp_path, password=TEST_VAULT_PASSWORD):
 def run_playbook(*args, env=None, playbook="site.yml", json_output=False, timeout=600):
     environment = dict(os.environ)
     environment.pop("TURNKEY_LAB_VAULT_PASSWORD", None)
-    environment.update({"ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "PATH": "%s:%s" % (BIN, os.environ["PATH"])})
+    environment.update({"ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
+                        "PATH": "%s:%s" % (BIN, os.environ["PATH"])})
     if json_output:
         environment["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.json"
     environment.update(env or {})
     command = [str(BIN / "ansible-playbook"), playbook, *args]
-    return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 def recap(stdout):
     """{host: {'ok', 'changed', 'unreachable', 'failed'}} from the PLAY RECAP."""
-    return {m.group(1): dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups()[1:])))
+    return {m.group(1): dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups()[1:]), strict=True))
             for m in RECAP.finditer(stdout)}
 
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: turnkey.cluster maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Runs on the controller: the store, the vault password and the keys never travel to a target.
@@ -10,6 +9,7 @@ task can show its diff and still print no secret, even at -vvv.
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
+
 from ansible_collections.turnkey.cluster.plugins.plugin_utils import persistent_store as store_lib
 
 ARGUMENT_SPEC = dict(

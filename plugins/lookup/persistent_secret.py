@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: turnkey.cluster maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -13,7 +12,7 @@ description:
   - Returns the data of secrets that C(turnkey.cluster.persistent_secret) keeps, for tasks that hand
     them to a system (for example the sealed-secrets key into the cluster). Use it only in tasks with
     C(no_log) set.
-author: turnkey.cluster maintainers
+author: turnkey.cluster maintainers (!UNKNOWN)
 options:
   _terms:
     description: Names of the secrets.
@@ -53,6 +52,7 @@ _raw:
 
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
+
 from ansible_collections.turnkey.cluster.plugins.plugin_utils import persistent_store as store_lib
 
 

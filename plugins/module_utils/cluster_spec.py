@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: turnkey.cluster maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Cross-field rules of the cluster spec.
@@ -106,13 +105,14 @@ def check_versions(errors, versions):
         value = versions.get(key)
         number = _version(value)
         if number is None:
+            example = {"talos": "v1.13.9", "kubernetes": "1.36.3", "cilium": "1.20.0", "flux": "v2.9.0"}[key]
             errors.add("cluster_versions.%s" % key, "%r is not a version like 1.2.3" % (value,),
-                       "write a full release version such as %s" % {"talos": "v1.13.9", "kubernetes": "1.36.3",
-                                                                      "cilium": "1.20.0", "flux": "v2.9.0"}[key])
+                       "write a full release version such as %s" % example)
         parsed[key] = number
     for key in ("talos", "flux"):
         if parsed.get(key) and not str(versions[key]).startswith("v"):
-            errors.add("cluster_versions.%s" % key, "%r lacks the leading 'v' of %s release tags" % (versions[key], key),
+            errors.add("cluster_versions.%s" % key,
+                       "%r lacks the leading 'v' of %s release tags" % (versions[key], key),
                        "write v%s" % versions[key])
     k8s = parsed.get("kubernetes")
     if k8s is None:
@@ -146,7 +146,8 @@ def check_network(errors, network):
         errors.add("cluster_network.api_vip", "%r is not an address inside %s" % (network.get("api_vip"), cidr),
                    "pick a free address on the node network for the Kubernetes API")
     elif vip == gateway:
-        errors.add("cluster_network.api_vip", "%s is the gateway's address" % vip, "pick a free address for the API VIP")
+        errors.add("cluster_network.api_vip", "%s is the gateway's address" % vip,
+                   "pick a free address for the API VIP")
     for key in ("pod_cidr", "service_cidr"):
         other = _network(network.get(key))
         if other is None:
@@ -243,7 +244,8 @@ def check_nodes(errors, nodes, cidr, network, hetzner):
             continue
         address = _address(node.get("ip"))
         if address is None:
-            errors.add(field + ".node_ip", "%r is not an IP address" % node.get("ip"), "set node_ip to the node's address")
+            errors.add(field + ".node_ip", "%r is not an IP address" % node.get("ip"),
+                       "set node_ip to the node's address")
         else:
             if address in seen_ip:
                 errors.add(field + ".node_ip", "%s is already used by node %s" % (address, seen_ip[address]),
@@ -286,7 +288,8 @@ def check_nodes(errors, nodes, cidr, network, hetzner):
                 errors.add(field + ".node_" + key, "%d is below the minimum %d for a Talos node" % (node[key], low),
                            "raise node_%s" % key)
     if not nodes:
-        errors.add("nodes", "the inventory has no host in the group 'cluster'", "add the cluster's nodes to the inventory")
+        errors.add("nodes", "the inventory has no host in the group 'cluster'",
+                   "add the cluster's nodes to the inventory")
     elif controlplanes == 0:
         errors.add("nodes", "no node is in the group controlplane", "put 1, 3 or 5 nodes in the group controlplane")
     elif controlplanes % 2 == 0:

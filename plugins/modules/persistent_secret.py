@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: turnkey.cluster maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -18,7 +17,7 @@ description:
   - Every write is atomic, and the previous version is kept, still encrypted, under C(.backup/).
   - Runs on the controller (action plugin). Secret values never appear in the result; only public
     facts do (certificate, SSH public key, versions, dates).
-author: turnkey.cluster maintainers
+author: turnkey.cluster maintainers (!UNKNOWN)
 options:
   name:
     description: The secret's name in the store (lower-case letters, digits, C(_) and C(-)).
@@ -144,6 +143,3 @@ public:
     days_left: {description: Whole days until the certificate expires., type: int}
     fingerprint_sha256: {description: SHA-256 fingerprint of the certificate (hex)., type: str}
 """
-
-if __name__ == "__main__":
-    raise SystemExit("turnkey.cluster.persistent_secret is an action plugin and runs only through Ansible.")

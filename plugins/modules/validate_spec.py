@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: turnkey.cluster maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -18,7 +17,7 @@ description:
   - Types of the cluster-wide variables are checked by the role C(turnkey.cluster.validate) argument
     specification; types of the node variables by this module's I(nodes) option.
   - Fails with every problem found at once; each names the field and how to fix it.
-author: turnkey.cluster maintainers
+author: turnkey.cluster maintainers (!UNKNOWN)
 options:
   spec:
     description:
@@ -90,7 +89,9 @@ errors:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.turnkey.cluster.plugins.module_utils.cluster_spec import LAYERS, validate
+
 
 def main():
     module = AnsibleModule(

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: turnkey.cluster maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The persistent store of layer 00: one ansible-vault encrypted YAML file per secret.
@@ -59,7 +58,7 @@ def resolve_password(vault_password_file=None, vault_password_env=None, environ=
 
 
 def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _stamp(moment):

@@ -34,8 +34,8 @@ ARGUMENT_CHECK = "Validating arguments against arg spec"
 
 
 def layer_tags(number):
-    index = [n for n, _ in LAYERS].index(number)
-    return {LAYERS[index][1]} | {"from_" + name for _, name in LAYERS[: index + 1]}
+    index = [layer[0] for layer in LAYERS].index(number)
+    return {LAYERS[index][1]} | {"from_" + layer[1] for layer in LAYERS[: index + 1]}
 
 
 def present_layers(site=REPO / "site.yml"):

@@ -12,7 +12,8 @@ from tests.playbook_runner import copy_inventory, failed_results, lab_env, run_p
 
 TYPE_CHECK_TASK = "turnkey.cluster.validate : Check the types of the cluster spec against the role's entry point 'spec'"
 TYPE_EXPLANATION_TASK = "turnkey.cluster.validate : Explain the type errors and how to fix them"
-CROSS_FIELD_TASK = "turnkey.cluster.validate : Check the cross-field rules of the cluster spec for layer persistent_auth"
+CROSS_FIELD_TASK = ("turnkey.cluster.validate : Check the cross-field rules of the cluster spec for layer "
+                    "persistent_auth")
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "specs"
 
 
@@ -41,7 +42,7 @@ def test_invalid_spec_fails_before_any_change(fixture, tmp_path):
     failures = failed_results(run.stdout)
     # A type error is caught by a rescue that explains it; the run stops at the explanation.
     task, host, result = failures[-1]
-    assert [name for name, _, _ in failures[:-1]] in ([], [TYPE_CHECK_TASK]), failures
+    assert [failure[0] for failure in failures[:-1]] in ([], [TYPE_CHECK_TASK]), failures
     assert host == "localhost"
     assert task in (TYPE_EXPLANATION_TASK, CROSS_FIELD_TASK), task
     assert _errors_of(result) == fixture["errors"]

@@ -3,7 +3,8 @@
 #
 # ansible-test needs the collection at .../ansible_collections/<namespace>/<name> and resolves symlinks,
 # so the collection's files (tracked, plus untracked ones that are not ignored) are copied into a
-# temporary tree of that shape. Each sanity test runs in its own virtual environment (--venv) of the
+# temporary tree of that shape (no `git init` needed: without .git ansible-test takes the files in the
+# tree, which are exactly the ones copied). Each sanity test runs in its own virtual environment (--venv) of the
 # Python that runs the playbooks (--python 3.11); ansible-test installs each test's pinned requirements
 # there from PyPI and keeps those environments under ~/.ansible/test/venv for the next run.
 #
