@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.lab]
 def lab(tmp_path_factory):
     """An isolated lab on its own loopback block and state folder, so a developer's lab is untouched."""
     state = tmp_path_factory.mktemp("lab-state")
-    env = dict(os.environ, TURNKEY_LAB_DIR=str(state), TURNKEY_LAB_NET="127.78",
+    env = dict(os.environ, TURNKEY_LAB_DIR=str(state), TURNKEY_LAB_NET="127.90",
                PATH="%s:%s" % (BIN, os.environ["PATH"]))
     up = subprocess.run([str(BIN / "lab"), "up", "--profile", "fast"], cwd=REPO, env=env, capture_output=True,
                         text=True, timeout=300, check=False)

@@ -1,0 +1,28 @@
+"""The registry of lab components. A new twin is one Component subclass, added to COMPONENTS."""
+
+from __future__ import annotations
+
+from ..state import Lab, LabError
+from .base import PROFILES, Component, Health
+from .openbao import OpenBao
+
+# Start order; `lab up` without --components runs all of them.
+COMPONENTS: tuple[type[Component], ...] = (OpenBao,)
+
+__all__ = ["COMPONENTS", "PROFILES", "Component", "Health", "build", "names"]
+
+
+def names() -> list[str]:
+    return [cls.name for cls in COMPONENTS]
+
+
+def build(lab: Lab, profile: str, selected: list[str] | None = None) -> list[Component]:
+    """Instances for `selected` names (all when None), in registry order; unknown names are an error."""
+    by_name = {cls.name: cls for cls in COMPONENTS}
+    unknown = sorted(set(selected or ()) - set(by_name))
+    if unknown:
+        raise LabError(f"unknown component(s): {', '.join(unknown)} (known: {', '.join(by_name)})")
+    if profile not in PROFILES:
+        raise LabError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+    wanted = set(selected) if selected else set(by_name)
+    return [cls(lab, profile) for cls in COMPONENTS if cls.name in wanted]
