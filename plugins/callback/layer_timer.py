@@ -56,7 +56,6 @@ options:
 import datetime
 import json
 import os
-import tempfile
 import threading
 import time
 
@@ -64,6 +63,8 @@ from ansible import constants as C
 from ansible import context
 from ansible.playbook.handler import Handler
 from ansible.plugins.callback import CallbackBase
+
+from ansible_collections.turnkey.cluster.plugins.plugin_utils.private_files import write_private_file
 
 # Stdout callbacks whose output is a document: our lines go to stderr beside them.
 MACHINE_STDOUT_CALLBACKS = frozenset(("json", "jsonl"))
@@ -115,23 +116,6 @@ def make_private_dirs(path):
         except FileExistsError:
             continue
         os.chmod(folder, 0o700)
-
-
-def write_private_file(path, text):
-    """Writes text to path atomically (temporary file in the same folder, then os.replace), mode 0600."""
-    folder, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class CallbackModule(CallbackBase):

@@ -14,12 +14,13 @@ import os
 import re
 import secrets
 import string
-import tempfile
 
 import yaml
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.parsing.vault import AnsibleVaultError, VaultLib, VaultSecret
+
+from ansible_collections.turnkey.cluster.plugins.plugin_utils.private_files import write_private_file
 
 try:
     from cryptography import x509
@@ -100,33 +101,12 @@ class Store:
             os.makedirs(backup_dir, mode=0o700, exist_ok=True)
             backup = os.path.join(backup_dir, "%s.%s%s" % (name, utcnow().strftime("%Y%m%dT%H%M%S%fZ"), SUFFIX))
             with open(path, "rb") as current:
-                _atomic_write(backup, current.read())
+                write_private_file(backup, current.read())
         # A JSON round trip turns Ansible's tagged strings into plain ones that YAML can represent.
         plain = json.loads(json.dumps(record))
         blob = self._vault.encrypt(yaml.safe_dump(plain, sort_keys=True, default_flow_style=False))
-        _atomic_write(path, blob)
+        write_private_file(path, blob)
         return backup
-
-
-def _atomic_write(path, data):
-    directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        os.fchmod(handle, 0o600)
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    directory_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(directory_fd)
-    finally:
-        os.close(directory_fd)
 
 
 def _require_cryptography():
