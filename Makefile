@@ -44,8 +44,9 @@ sanity: venv
 pytest: venv
 	pytest -n 2 tests
 
+# One scenario per role, each converge -> idempotence -> verify on the controller.
 molecule: venv
-	molecule test --all
+	for scenario in molecule/*/molecule.yml; do molecule test -s "$$(basename "$$(dirname "$$scenario")")"; done
 
 build: venv
 	ansible-galaxy collection build --force
