@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from ..state import Lab, LabError
 from .base import PROFILES, Component, Health
+from .hetzner import HetznerTwin
+from .image_factory import ImageFactory
 from .openbao import OpenBao
+from .proxmox import Proxmox
 
 # Start order; `lab up` without --components runs all of them.
-COMPONENTS: tuple[type[Component], ...] = (OpenBao,)
+COMPONENTS: tuple[type[Component], ...] = (OpenBao, Proxmox, ImageFactory, HetznerTwin)
 
 __all__ = ["COMPONENTS", "PROFILES", "Component", "Health", "build", "names"]
 

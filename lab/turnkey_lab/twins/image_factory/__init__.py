@@ -1,0 +1,1 @@
+"""The Talos Image Factory twin: schematics (real IDs), versions, extensions, synthetic images."""

@@ -1,0 +1,153 @@
+"""/access/...: login tickets, users, roles, ACLs and API tokens (what `pveum` does)."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import uuid
+
+from ..base import HttpError, Request, Response
+from .auth import ALL_PRIVILEGES, BUILTIN_ROLES, hash_secret, make_ticket, secret_matches
+
+
+class Access:
+    def __init__(self, twin):
+        self.twin = twin
+        add = twin.add
+        add("POST", "/access/ticket", self.login)
+        add("GET", "/access/users", self.users)
+        add("POST", "/access/users", self.create_user)
+        add("GET", "/access/roles", self.roles)
+        add("POST", "/access/roles", self.create_role)
+        add("GET", "/access/acl", self.acl)
+        add("PUT", "/access/acl", self.update_acl)
+        token = "/access/users/{userid}/token/{tokenid}"
+        add("GET", token, self.get_token)
+        add("POST", token, self.create_token)
+        add("DELETE", token, self.delete_token)
+
+    @property
+    def state(self) -> dict:
+        return self.twin.store.data
+
+    def login(self, request: Request) -> Response:
+        params = request.context["params"]
+        user = params["username"]
+        if "@" not in user and params.get("realm"):
+            user = f"{user}@{params['realm']}"
+        with self.twin.store.lock:
+            record = self.state["users"].get(user)
+            valid = bool(record and record.get("enable", 1) and secret_matches(params["password"],
+                                                                                 record.get("password")))
+        if not valid:
+            self.twin.latency.sleep("login_failure")  # pveproxy delays failed logins
+            raise HttpError(401, "authentication failure")
+        ticket, csrf = make_ticket(self.state["ticket_key"], user)
+        return self.twin.ok({"username": user, "ticket": ticket, "CSRFPreventionToken": csrf,
+                             "cap": {"vms": {}, "storage": {}, "access": {}, "nodes": {}, "dc": {}, "sdn": {}}})
+
+    def users(self, request: Request) -> Response:
+        with self.twin.store.lock:
+            users = copy.deepcopy(list(self.state["users"].values()))
+            tokens = copy.deepcopy(self.state["tokens"])
+        result = []
+        for user in users:
+            user.pop("password", None)
+            user["tokens"] = [{"tokenid": t.split("!", 1)[1], "privsep": v["privsep"], "expire": v["expire"],
+                               "comment": v.get("comment", "")}
+                              for t, v in tokens.items() if t.startswith(user["userid"] + "!")]
+            result.append(user)
+        return self.twin.ok(result)
+
+    def create_user(self, request: Request) -> Response:
+        params = request.context["params"]
+        userid = params["userid"]
+        with self.twin.store.change() as state:
+            if userid in state["users"]:
+                raise HttpError(500, f"create user failed: user '{userid}' already exists")
+            state["users"][userid] = {
+                "userid": userid, "enable": int(params.get("enable", 1)), "expire": int(params.get("expire", 0)),
+                "comment": params.get("comment", ""),
+                "password": hash_secret(params["password"]) if params.get("password") else None}
+        return self.twin.ok(None)
+
+    def roles(self, request: Request) -> Response:
+        with self.twin.store.lock:
+            roles = dict(self.state["roles"])
+        return self.twin.ok([{"roleid": name, "privs": ",".join(sorted(privs)), "special": int(name in BUILTIN_ROLES)}
+                             for name, privs in sorted(roles.items())])
+
+    def create_role(self, request: Request) -> Response:
+        params = request.context["params"]
+        privs = [p for p in params.get("privs", "").replace(";", ",").replace(" ", ",").split(",") if p]
+        unknown = [p for p in privs if p not in ALL_PRIVILEGES]
+        if unknown:
+            raise HttpError(500, f"invalid privilege '{unknown[0]}'")
+        with self.twin.store.change() as state:
+            if params["roleid"] in state["roles"]:
+                raise HttpError(500, f"create role failed: role '{params['roleid']}' already exists")
+            state["roles"][params["roleid"]] = privs
+        return self.twin.ok(None)
+
+    def acl(self, request: Request) -> Response:
+        with self.twin.store.lock:
+            entries = copy.deepcopy(self.state["acl"])
+        return self.twin.ok(entries)
+
+    def update_acl(self, request: Request) -> Response:
+        params = request.context["params"]
+        path = params["path"]
+        roles = [r for r in params["roles"].split(",") if r]
+        targets = [("user", u) for u in params.get("users", "").split(",") if u]
+        targets += [("token", t) for t in params.get("tokens", "").split(",") if t]
+        delete = params.get("delete") in ("1", "true")
+        with self.twin.store.change() as state:
+            for role in roles:
+                if role not in state["roles"]:
+                    raise HttpError(500, f"role '{role}' does not exist")
+            for kind, ugid in targets:
+                known = state["users"] if kind == "user" else state["tokens"]
+                if ugid not in known:
+                    raise HttpError(500, f"{kind} '{ugid}' does not exist")
+                for role in roles:
+                    state["acl"] = [e for e in state["acl"]
+                                    if not (e["path"] == path and e["ugid"] == ugid and e["roleid"] == role)]
+                    if not delete:
+                        state["acl"].append({"path": path, "type": kind, "ugid": ugid, "roleid": role,
+                                             "propagate": int(params.get("propagate", 1))})
+        return self.twin.ok(None)
+
+    def _token_id(self, request: Request) -> str:
+        return f"{request.params['userid']}!{request.params['tokenid']}"
+
+    def get_token(self, request: Request) -> Response:
+        with self.twin.store.lock:
+            token = copy.deepcopy(self.state["tokens"].get(self._token_id(request)))
+        if not token:
+            raise HttpError(500, f"no such token '{request.params['tokenid']}' for user "
+                                 f"'{request.params['userid']}'")
+        token.pop("secret", None)
+        return self.twin.ok(token)
+
+    def create_token(self, request: Request) -> Response:
+        params = request.context["params"]
+        full = self._token_id(request)
+        secret = str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))  # Proxmox's secrets are UUIDs
+        info = {"privsep": int(params.get("privsep", 1) in (1, "1", "true")), "expire": int(params.get("expire", 0)),
+                "comment": params.get("comment", "")}
+        with self.twin.store.change() as state:
+            if request.params["userid"] not in state["users"]:
+                raise HttpError(500, f"no such user ('{request.params['userid']}')")
+            if full in state["tokens"]:
+                raise HttpError(500, "Token already exists.")
+            state["tokens"][full] = {**info, "secret": hash_secret(secret)}
+        return self.twin.ok({"full-tokenid": full, "info": info, "value": secret})
+
+    def delete_token(self, request: Request) -> Response:
+        full = self._token_id(request)
+        with self.twin.store.change() as state:
+            if state["tokens"].pop(full, None) is None:
+                raise HttpError(500, f"no such token '{request.params['tokenid']}' for user "
+                                     f"'{request.params['userid']}'")
+            state["acl"] = [e for e in state["acl"] if not (e["type"] == "token" and e["ugid"] == full)]
+        return self.twin.ok(None)
