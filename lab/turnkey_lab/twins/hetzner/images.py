@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 from . import actions, catalog, common
-
-_BOOL = {"true": True, "false": False}
+from .validate import GO_BOOLEANS
 
 
 def _snapshot_view(image: dict) -> dict:
@@ -37,7 +36,7 @@ def _filtered(call) -> list[dict]:
             items = [i for i in items if i[field] == query[field]]
     if query.get("bound_to"):
         items = [i for i in items if str(i["bound_to"]) == query["bound_to"]]
-    if not _BOOL.get(query.get("include_deprecated", "false"), False):
+    if not GO_BOOLEANS.get(query.get("include_deprecated", "false"), False):
         items = [i for i in items if not i["deprecated"]]
     return items
 

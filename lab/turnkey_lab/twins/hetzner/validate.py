@@ -48,6 +48,11 @@ def _errors(schema: dict, instance: object, prefix: str = "") -> dict[str, list[
     return dict(fields)
 
 
+# The API parses query booleans like Go's strconv.ParseBool; the official Python client sends "True".
+GO_BOOLEANS = {**dict.fromkeys(("1", "t", "T", "true", "TRUE", "True"), True),
+               **dict.fromkeys(("0", "f", "F", "false", "FALSE", "False"), False)}
+
+
 def _coerce(value: str, schema: dict) -> object:
     """A query/path string as the type its parameter schema wants (left alone when it doesn't parse)."""
     kind = schema.get("type")
@@ -57,8 +62,8 @@ def _coerce(value: str, schema: dict) -> object:
             return int(value)
         except ValueError:
             return value
-    if "boolean" in kinds and value in ("true", "false"):
-        return value == "true"
+    if "boolean" in kinds and value in GO_BOOLEANS:
+        return GO_BOOLEANS[value]
     return value
 
 

@@ -359,9 +359,11 @@ class Qemu:
                 self.check_lock(vm)
                 if vm["status"] == "running":
                     raise TaskError("you can't convert a VM to template if VM is running")
+                # Data disks become read-only bases; a cloud-init drive is regenerated, so it stays as it is.
+                disks = set(self.twin.disks.volumes_of(vm["config"]))
                 for key, value in list(vm["config"].items()):
                     volume, options = split_drive(str(value))
-                    if DRIVE.match(key) and ":" in volume and options.get("media") != "cdrom":
+                    if DRIVE.match(key) and volume in disks:
                         vm["config"][key] = join_drive(self.twin.disks.to_base(volume), options)
                 self.twin.latency.sleep("template")
                 vm["config"]["template"] = 1
