@@ -132,6 +132,9 @@ class Twin:
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         self.routes.append((method, compile_pattern(pattern), handler))
 
+    def admit(self, request: Request, raw_path: str) -> None:
+        """Runs first for every API request, before faults and routing (e.g. a rate limit). Raise to refuse."""
+
     def before(self, request: Request) -> None:
         """Runs before the handler of a routed request (authentication, validation). Raise to refuse."""
 
@@ -168,6 +171,7 @@ class Twin:
         return response
 
     def _routed(self, request: Request, raw_path: str) -> Response:
+        self.admit(request, raw_path)
         fault = self.faults.take("http_5xx", f"{request.method} {raw_path}")
         if fault:
             raise HttpError(int(fault.get("status", 500)), fault.get("message", "injected fault (lab)"))

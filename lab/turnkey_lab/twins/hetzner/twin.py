@@ -166,12 +166,11 @@ class HetznerTwin(Twin):
             raise errors.invalid_input(fields)
 
     # -- what every API answer gets ----------------------------------------------------------------
-    def _routed(self, request: Request, raw_path: str) -> Response:
+    def admit(self, request: Request, raw_path: str) -> None:
         # Before anything else: Hetzner counts every request, authenticated or not, valid or not.
         if self.faults.take("rate_limit_storm", f"{request.method} {raw_path}") or not self.rate.take():
             raise errors.api_error("rate_limit_exceeded", "limit of requests per hour reached",
                                    headers=self.rate.headers(exhausted=True))
-        return super()._routed(request, raw_path)
 
     def dispatch(self, request: Request, raw_path: str) -> Response:
         response = super().dispatch(request, raw_path)
