@@ -110,6 +110,42 @@ def token_without_privilege_gets_proxmox_403(lab):
     assert bad_secret.status_code == 401
 
 
+def access_roles_users_tokens_and_acls(lab):
+    """GET/PUT/DELETE of a role, a user and a token, token lists, ACLs naming a token: the PVE 9 answers."""
+    api = pve(lab)
+    api.access.roles.post(roleid="Lab", privs="VM.Audit")
+    assert api.access.roles("Lab").get() == {"VM.Audit": 1}  # Proxmox answers {privilege: 1}
+    api.access.roles("Lab").put(privs="Datastore.Audit", append=1)
+    assert api.access.roles("Lab").get() == {"Datastore.Audit": 1, "VM.Audit": 1}
+    api.access.roles("Lab").put(privs="Sys.Audit")  # without append the list replaces
+    assert api.access.roles("Lab").get() == {"Sys.Audit": 1}
+    with pytest.raises(ResourceException) as builtin:
+        api.access.roles("PVEAuditor").put(privs="VM.Audit")
+    assert "auto-generated role 'PVEAuditor' cannot be modified" in str(builtin.value)
+    with pytest.raises(ResourceException) as missing:
+        api.access.roles("Nope").get()
+    assert missing.value.status_code == 500 and "role 'Nope' does not exist" in str(missing.value)
+
+    api.access.users.post(userid="acl@pve", comment="first")
+    api.access.users("acl@pve").put(comment="second", enable=0)
+    assert api.access.users("acl@pve").get() == {"enable": 0, "expire": 0, "comment": "second", "groups": []}
+    token = api.access.users("acl@pve").token("tk").post(privsep=1, comment="c")
+    assert api.access.users("acl@pve").token.get() == [{"tokenid": "tk", "privsep": 1, "expire": 0, "comment": "c"}]
+    assert api.access.users("acl@pve").token("tk").put(comment="d", privsep=0) == {"privsep": 0, "expire": 0,
+                                                                                   "comment": "d"}
+    assert api.access.users("acl@pve").get()["tokens"] == {"tk": {"privsep": 0, "expire": 0, "comment": "d"}}
+    api.access.acl.put(path="/", roles="Lab", tokens=token["full-tokenid"])  # the full id: pve-tokenid allows it
+    assert {(e["ugid"], e["type"]) for e in api.access.acl.get()} >= {("acl@pve!tk", "token")}
+    api.access.roles("Lab").delete()
+    assert "acl@pve!tk" not in {e["ugid"] for e in api.access.acl.get()}  # a deleted role leaves no entries
+    api.access.users("acl@pve").delete()
+    with pytest.raises(ResourceException) as gone:
+        api.access.users("acl@pve").token.get()
+    assert "no such user ('acl@pve')" in str(gone.value)
+    assert call(lab, "GET", "/version", headers={"Authorization": f"PVEAPIToken=acl@pve!tk={token['value']}"}
+                ).status_code == 401
+
+
 def download_url_imports_a_factory_image(lab):
     api = pve(lab)
     schematic = requests.post(f"{FACTORY}/schematics", data=b"{}", verify=ca(lab), timeout=10).json()["id"]
@@ -320,7 +356,8 @@ def nothing_left_running(lab):
 
 
 STEPS = (endpoints_and_credentials, login_ticket_and_csrf, token_without_privilege_gets_proxmox_403,
-         download_url_imports_a_factory_image, create_config_and_template, eight_linked_clones_race_on_one_storage,
+         access_roles_users_tokens_and_acls, download_url_imports_a_factory_image, create_config_and_template,
+         eight_linked_clones_race_on_one_storage,
          lock_timeout_and_vm_lock, start_records_the_network_identity,
          template_in_use_cannot_be_destroyed_but_a_clone_can, schema_rejects_are_400_and_recorded,
          http_5xx_burst_then_recovery_and_failing_task, state_survives_lab_down_and_up,

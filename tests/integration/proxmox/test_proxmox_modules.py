@@ -243,7 +243,7 @@ def vm_linked_clone_started_with_its_network_identity(lab: Lab):
     config = pve_config(lab, NODE_VM)
     assert config["scsi0"].startswith(f"local-zfs:base-{TEMPLATE}-disk-0/vm-{NODE_VM}-disk-0,")
     assert config["ipconfig0"] == "ip=127.2.1.1/16,gw=127.2.0.1" and config["balloon"] == 1024
-    assert config["ide2"] == "local-zfs:cloudinit"
+    assert config["ide2"] == f"local-zfs:vm-{NODE_VM}-cloudinit,media=cdrom"  # allocated like Proxmox does
     network = lab.lab_get(PVE, "vms")[str(NODE_VM)]["network"]
     assert network["ip"] == "127.2.1.1" and network["hostname"] == "cp1" and network["nameserver"] == "127.2.0.53"
 

@@ -138,6 +138,10 @@ def delete(call):
 def _deleted(data, action):
     ident = action["resources"][0]["id"]
     data["servers"].pop(str(ident), None)
+    # As the API does: a deleted server is no longer among the resources a firewall is applied to.
+    for firewall in data["firewalls"].values():
+        firewall["applied_to"] = [entry for entry in firewall["applied_to"]
+                                  if not (entry["type"] == "server" and entry["server"]["id"] == ident)]
     return None
 
 

@@ -17,13 +17,21 @@ class Access:
         add("POST", "/access/ticket", self.login)
         add("GET", "/access/users", self.users)
         add("POST", "/access/users", self.create_user)
+        add("GET", "/access/users/{userid}", self.get_user)
+        add("PUT", "/access/users/{userid}", self.update_user)
+        add("DELETE", "/access/users/{userid}", self.delete_user)
         add("GET", "/access/roles", self.roles)
         add("POST", "/access/roles", self.create_role)
+        add("GET", "/access/roles/{roleid}", self.get_role)
+        add("PUT", "/access/roles/{roleid}", self.update_role)
+        add("DELETE", "/access/roles/{roleid}", self.delete_role)
         add("GET", "/access/acl", self.acl)
         add("PUT", "/access/acl", self.update_acl)
+        add("GET", "/access/users/{userid}/token", self.list_tokens)
         token = "/access/users/{userid}/token/{tokenid}"
         add("GET", token, self.get_token)
         add("POST", token, self.create_token)
+        add("PUT", token, self.update_token)
         add("DELETE", token, self.delete_token)
 
     @property
@@ -71,6 +79,51 @@ class Access:
                 "password": hash_secret(params["password"]) if params.get("password") else None}
         return self.twin.ok(None)
 
+    @staticmethod
+    def _user(state: dict, userid: str) -> dict:
+        user = state["users"].get(userid)
+        if user is None:
+            raise HttpError(500, f"no such user ('{userid}')")
+        return user
+
+    def get_user(self, request: Request) -> Response:
+        userid = request.params["userid"]
+        with self.twin.store.lock:
+            user = copy.deepcopy(self._user(self.state, userid))
+            tokens = {t.split("!", 1)[1]: {"privsep": v["privsep"], "expire": v["expire"],
+                                           "comment": v.get("comment", "")}
+                      for t, v in self.state["tokens"].items() if t.startswith(userid + "!")}
+        user.pop("password", None)
+        user.pop("userid", None)
+        user["groups"] = user.get("groups", [])
+        if tokens:
+            user["tokens"] = tokens
+        return self.twin.ok(user)
+
+    def update_user(self, request: Request) -> Response:
+        params = request.context["params"]
+        with self.twin.store.change() as state:
+            user = self._user(state, request.params["userid"])
+            for key in ("comment", "email", "firstname", "lastname"):
+                if key in params:
+                    user[key] = params[key]
+            if "enable" in params:
+                user["enable"] = int(str(params["enable"]).lower() in ("1", "true", "yes", "on"))
+            if "expire" in params:
+                user["expire"] = int(params["expire"])
+        return self.twin.ok(None)
+
+    def delete_user(self, request: Request) -> Response:
+        userid = request.params["userid"]
+        with self.twin.store.change() as state:
+            self._user(state, userid)
+            del state["users"][userid]
+            # Proxmox drops the user's tokens and every ACL entry naming the user or its tokens.
+            state["tokens"] = {t: v for t, v in state["tokens"].items() if not t.startswith(userid + "!")}
+            state["acl"] = [e for e in state["acl"]
+                            if e["ugid"] != userid and not e["ugid"].startswith(userid + "!")]
+        return self.twin.ok(None)
+
     def roles(self, request: Request) -> Response:
         with self.twin.store.lock:
             roles = dict(self.state["roles"])
@@ -79,14 +132,51 @@ class Access:
 
     def create_role(self, request: Request) -> Response:
         params = request.context["params"]
-        privs = [p for p in params.get("privs", "").replace(";", ",").replace(" ", ",").split(",") if p]
-        unknown = [p for p in privs if p not in ALL_PRIVILEGES]
-        if unknown:
-            raise HttpError(500, f"invalid privilege '{unknown[0]}'")
+        privs = self._privs(params)
         with self.twin.store.change() as state:
             if params["roleid"] in state["roles"]:
                 raise HttpError(500, f"create role failed: role '{params['roleid']}' already exists")
             state["roles"][params["roleid"]] = privs
+        return self.twin.ok(None)
+
+    @staticmethod
+    def _privs(params: dict) -> list[str]:
+        privs = [p for p in params.get("privs", "").replace(";", ",").replace(" ", ",").split(",") if p]
+        unknown = [p for p in privs if p not in ALL_PRIVILEGES]
+        if unknown:
+            raise HttpError(500, f"invalid privilege '{unknown[0]}'")
+        return privs
+
+    def get_role(self, request: Request) -> Response:
+        roleid = request.params["roleid"]
+        with self.twin.store.lock:
+            privs = self.state["roles"].get(roleid)
+        if privs is None:
+            raise HttpError(500, f"role '{roleid}' does not exist")
+        return self.twin.ok({priv: 1 for priv in sorted(privs)})  # the real answer: {privilege: 1}
+
+    def update_role(self, request: Request) -> Response:
+        params = request.context["params"]
+        roleid = request.params["roleid"]
+        privs = self._privs(params)
+        append = str(params.get("append", "0")).lower() in ("1", "true", "yes", "on")
+        with self.twin.store.change() as state:
+            if roleid not in state["roles"]:
+                raise HttpError(500, f"role '{roleid}' does not exist")
+            if roleid in BUILTIN_ROLES:
+                raise HttpError(500, f"auto-generated role '{roleid}' cannot be modified")
+            state["roles"][roleid] = sorted(set(state["roles"][roleid]) | set(privs)) if append else privs
+        return self.twin.ok(None)
+
+    def delete_role(self, request: Request) -> Response:
+        roleid = request.params["roleid"]
+        with self.twin.store.change() as state:
+            if roleid not in state["roles"]:
+                raise HttpError(500, f"role '{roleid}' does not exist")
+            if roleid in BUILTIN_ROLES:
+                raise HttpError(500, f"auto-generated role '{roleid}' cannot be deleted")
+            del state["roles"][roleid]
+            state["acl"] = [e for e in state["acl"] if e["roleid"] != roleid]
         return self.twin.ok(None)
 
     def acl(self, request: Request) -> Response:
@@ -119,6 +209,34 @@ class Access:
 
     def _token_id(self, request: Request) -> str:
         return f"{request.params['userid']}!{request.params['tokenid']}"
+
+    def list_tokens(self, request: Request) -> Response:
+        userid = request.params["userid"]
+        with self.twin.store.lock:
+            self._user(self.state, userid)
+            tokens = [{"tokenid": t.split("!", 1)[1], "privsep": v["privsep"], "expire": v["expire"],
+                       "comment": v.get("comment", "")}
+                      for t, v in sorted(self.state["tokens"].items()) if t.startswith(userid + "!")]
+        return self.twin.ok(tokens)
+
+    def update_token(self, request: Request) -> Response:
+        params = request.context["params"]
+        full = self._token_id(request)
+        with self.twin.store.change() as state:
+            token = state["tokens"].get(full)
+            if token is None:
+                raise HttpError(500, f"no such token '{request.params['tokenid']}' for user "
+                                     f"'{request.params['userid']}'")
+            for key in [k for k in params.get("delete", "").replace(";", ",").split(",") if k]:
+                token[key] = {"comment": "", "expire": 0, "privsep": 1}.get(key, token.get(key))
+            if "comment" in params:
+                token["comment"] = params["comment"]
+            if "expire" in params:
+                token["expire"] = int(params["expire"])
+            if "privsep" in params:
+                token["privsep"] = int(str(params["privsep"]).lower() in ("1", "true", "yes", "on"))
+            info = {"privsep": token["privsep"], "expire": token["expire"], "comment": token.get("comment", "")}
+        return self.twin.ok(info)
 
     def get_token(self, request: Request) -> Response:
         with self.twin.store.lock:

@@ -71,6 +71,14 @@ class Disks:
         if not DRIVE.match(key):
             return value
         spec, options = split_drive(value)
+        if spec.endswith(":cloudinit"):  # Proxmox allocates the cloud-init drive as a small volume of the VM
+            storage = spec.split(":", 1)[0]
+            self._check_storage(storage, "images")
+            volid = f"{storage}:vm-{vmid}-cloudinit"
+            with self.twin.locks.hold(storage_lock(storage), "storage_lock_timeout"):
+                self.twin.latency.sleep("alloc")
+                self._add(storage, volid, {"format": "raw", "size": 4 * 1024 ** 2, "content": "images", "vmid": vmid})
+            return join_drive(volid, {**options, "media": "cdrom"})
         match = NEW_DISK.match(spec)
         if not match:
             return value  # an existing volume, 'none', a cdrom, cloudinit
@@ -151,6 +159,6 @@ class Disks:
         for key, value in config.items():
             if DRIVE.match(key) or key.startswith("unused"):
                 volume, options = split_drive(str(value))
-                if ":" in volume and options.get("media") != "cdrom" and "cloudinit" not in volume:
+                if ":" in volume and (options.get("media") != "cdrom" or volume.endswith("-cloudinit")):
                     result.append(volume)
         return result

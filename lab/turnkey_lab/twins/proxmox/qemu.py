@@ -439,7 +439,8 @@ class Qemu:
         if agent.get("enabled") not in ("1", "true", "yes", "on"):
             raise HttpError(500, "No QEMU guest agent configured")
         net = vm.get("network") or {}
-        if not net.get("ip"):
+        booting = time.time() - (vm.get("started") or 0) < self.twin.latency.seconds("agent_boot")
+        if not net.get("ip") or booting:
             raise HttpError(500, "QEMU guest agent is not running")
         lo = {"name": "lo", "hardware-address": "00:00:00:00:00:00",
               "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]}

@@ -33,7 +33,8 @@ _NAMED_FORMATS = {
     "pve-roleid": r"[A-Za-z0-9.\-_]+",
     "pve-userid": r"[^\s:/@]+@[A-Za-z][A-Za-z0-9.\-_]+",
     "pve-realm": r"[A-Za-z][A-Za-z0-9.\-_]+",
-    "pve-tokenid": r"[A-Za-z][A-Za-z0-9.\-_]+",
+    # pve_verify_tokenid takes the bare token name or the full user@realm!name (ACL 'tokens' lists).
+    "pve-tokenid": r"([^\s:/@]+@[A-Za-z][A-Za-z0-9.\-_]+!)?[A-Za-z][A-Za-z0-9.\-_]+",
     "pve-tag": r"[a-zA-Z0-9_][a-zA-Z0-9_\-+.]*",
     "dns-name": r"([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?",
     "mac-addr": r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}",

@@ -45,6 +45,7 @@ class ProxmoxTwin(Twin):
         "clone_full_per_gib": (0.005, 0.75),  # ~1.3 GiB/s local NVMe: a 40 GiB Talos disk in ~30 s
         "template": (0.02, 1.5),
         "start": (0.05, 2.0),
+        "agent_boot": (0.1, 8.0),  # from start until the guest's agent answers: Talos boots to maintenance
         "stop": (0.02, 1.0),
         "shutdown": (0.05, 5.0),
         "destroy": (0.02, 1.5),
