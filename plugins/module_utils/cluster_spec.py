@@ -308,6 +308,15 @@ def check_providers(errors, spec, nodes):
         elif not str(proxmox.get("api_url", "")).startswith("https://"):
             errors.add("proxmox.api_url", "%r is not an https URL" % proxmox.get("api_url"),
                        "write it like https://pve.example.com:8006")
+        template = proxmox.get("template_vmid", 9000) if proxmox else None
+        if template is not None and proxmox.get("linked_clones", True):
+            users = [n.get("name") for n in nodes if n.get("vmid") == template]
+            if not PROXMOX_VMID_MIN <= template <= PROXMOX_VMID_MAX:
+                errors.add("proxmox.template_vmid", "%d is outside Proxmox's range %d-%d"
+                           % (template, PROXMOX_VMID_MIN, PROXMOX_VMID_MAX), "pick an id in that range")
+            elif users:
+                errors.add("proxmox.template_vmid", "VM id %d is the template's and node %s's" % (template, users[0]),
+                           "give the template (proxmox.template_vmid, default 9000) an id no node uses")
     if "hetzner" in providers:
         hetzner = spec.get("hetzner") or {}
         if not hetzner:
@@ -359,9 +368,57 @@ def check_cluster(errors, spec):
                            "OIDC redirects must use https")
 
 
-def check_credentials(errors, spec, layer, environ):
+EXTENSION = re.compile(r"^[a-z0-9-]+/[a-z0-9.-]+$")
+
+
+def check_talos_image(errors, image):
+    url = str(image.get("factory_url", "https://factory.talos.dev"))
+    if not url.startswith("https://"):
+        errors.add("talos_image.factory_url", "%r is not an https URL" % url, "write it like https://factory.talos.dev")
+    for index, name in enumerate(image.get("extensions") or []):
+        if not EXTENSION.match(str(name)):
+            errors.add("talos_image.extensions[%d]" % index, "%r is not an official extension name" % (name,),
+                       "write it like siderolabs/qemu-guest-agent")
+    seen = set()
+    for index, item in enumerate(image.get("meta") or []):
+        key = item.get("key") if isinstance(item, dict) else None
+        if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key <= 255:
+            errors.add("talos_image.meta[%d].key" % index, "%r is not a META key 0-255" % (key,),
+                       "write each entry as {key: <0-255>, value: <text>}")
+        elif key in seen:
+            errors.add("talos_image.meta[%d].key" % index, "META key %d is set twice" % key, "set each key once")
+        seen.add(key)
+
+
+def _have_proxmox_credentials(proxmox, environ):
+    if proxmox.get("token_id") and proxmox.get("token_secret"):
+        return True
+    if environ.get("PROXMOX_TOKEN_ID") and environ.get("PROXMOX_TOKEN_SECRET"):
+        return True
+    return bool(environ.get("PROXMOX_USER") and environ.get("PROXMOX_PASSWORD"))
+
+
+def check_api_credentials(errors, spec, providers, environ):
+    """The cloud APIs of the providers in use (layers 00 and 01 speak to them)."""
+    if "proxmox" in providers and spec.get("proxmox") and not _have_proxmox_credentials(spec["proxmox"], environ):
+        errors.add("proxmox.token_secret", "no Proxmox VE API credentials: proxmox.token_id/token_secret are empty "
+                   "and neither PROXMOX_TOKEN_ID/PROXMOX_TOKEN_SECRET nor PROXMOX_USER/PROXMOX_PASSWORD is set",
+                   "create an API token (pveum user token add) and put its secret in the inventory's vault "
+                   "or export PROXMOX_TOKEN_SECRET")
+    hetzner_token = (spec.get("hetzner") or {}).get("token") or environ.get("HCLOUD_TOKEN")
+    if "hetzner" in providers and spec.get("hetzner") and not hetzner_token:
+        errors.add("hetzner.token", "no Hetzner Cloud API token: hetzner.token is empty and HCLOUD_TOKEN is not set",
+                   "create a read/write token in the Hetzner console and put it in the inventory's vault "
+                   "or export HCLOUD_TOKEN")
+
+
+def check_credentials(errors, spec, layer, environ, providers=()):
     """Credentials the given layer needs; a layer asks only for what it uses."""
+    if layer == "infrastructure":
+        check_api_credentials(errors, spec, providers, environ)
     if layer == "persistent_auth":
+        # Layer 00 makes the Proxmox CSI token; Hetzner is not spoken to before layer 01.
+        check_api_credentials(errors, spec, set(providers) & {"proxmox"}, environ)
         store = spec.get("secrets_store") or {}
         env_name = store.get("vault_password_env")
         password_file = store.get("vault_password_file")
@@ -373,6 +430,30 @@ def check_credentials(errors, spec, layer, environ):
                    % (password_file or "vault_password_file (unset)", env_name or "vault_password_env (unset)"),
                    "create the password file (mode 0600) or export the variable; keep the password safe, "
                    "the store cannot be read without it")
+
+
+def check_hybrid(errors, spec, nodes):
+    """Nodes at home and on Hetzner form one cluster only through KubeSpan, whose peers find each other
+    through the discovery service (docs/hybrid.md)."""
+    hybrid = spec.get("hybrid") or {}
+    providers = {p for node in nodes for p in node.get("providers") or []}
+    if {"proxmox", "hetzner"} <= providers and not hybrid.get("kubespan"):
+        errors.add("hybrid.kubespan", "nodes are in both proxmox_nodes and hetzner_nodes but KubeSpan is off, so "
+                   "the two sites cannot reach each other's private addresses",
+                   "set hybrid.kubespan: true and hybrid.discovery: true (WireGuard between the sites, 51820/udp)")
+    if hybrid.get("kubespan") and not hybrid.get("discovery"):
+        errors.add("hybrid.discovery", "KubeSpan is on but cluster discovery is off; KubeSpan peers find each other "
+                   "through discovery", "set hybrid.discovery: true")
+    cidrs = hybrid.get("admin_cidrs")
+    if cidrs is not None and not cidrs:
+        errors.add("hybrid.admin_cidrs", "the list is empty, so nobody could reach the Talos API of a cloud node",
+                   "list the admin networks, or 0.0.0.0/0 and ::/0 (mutual TLS still protects it)")
+    for index, cidr in enumerate(cidrs or []):
+        try:
+            ipaddress.ip_network(str(cidr), strict=True)
+        except ValueError:
+            errors.add("hybrid.admin_cidrs[%d]" % index, "%r is not a network in CIDR form" % (cidr,),
+                       "write it like 203.0.113.0/24 or 2001:db8::/48")
 
 
 def validate(spec, nodes, layer, environ=None):
@@ -389,5 +470,8 @@ def validate(spec, nodes, layer, environ=None):
     if cidr is not None:
         check_pools(errors, network, cidr, node_ips)
     check_providers(errors, spec, nodes)
-    check_credentials(errors, spec, layer, environ)
+    check_talos_image(errors, spec.get("talos_image") or {})
+    check_hybrid(errors, spec, nodes)
+    providers = {p for node in nodes for p in node.get("providers") or []}
+    check_credentials(errors, spec, layer, environ, providers)
     return list(errors)

@@ -22,8 +22,11 @@ options:
   spec:
     description:
       - The cluster-wide variables, keyed by their names (C(cluster_name), C(cluster_domain),
-        C(cluster_network), C(cluster_versions), C(proxmox), C(hetzner), C(gitops), C(sso_apps),
-        C(secrets_store)).
+        C(cluster_network), C(cluster_versions), C(talos_image), C(proxmox), C(hetzner), C(hybrid), C(gitops),
+        C(sso_apps), C(secrets_store)).
+      - Pass no secret here. The rules only need to know whether a credential is set, so the role
+        C(turnkey.cluster.validate) replaces C(proxmox.token_secret) and C(hetzner.token) by C(set) or an
+        empty string.
     type: dict
     required: true
   nodes:
