@@ -24,6 +24,7 @@ ARGUMENT_SPEC = dict(
     validity_days=dict(type="int", default=3650),
     rotate=dict(type="bool", default=False),
     renew_certificate=dict(type="bool", default=False),
+    value=dict(type="raw", no_log=True),
 )
 
 
@@ -47,6 +48,8 @@ class ActionModule(ActionBase):
             raise store_lib.StoreError("length %d: tokens are 16 to 4096 characters" % args["length"])
         if args["renew_certificate"] and args["type"] != "sealed_secrets_keypair":
             raise store_lib.StoreError("renew_certificate applies to sealed_secrets_keypair only")
+        if args["value"] is not None and args["type"] != "provided":
+            raise store_lib.StoreError("value applies to type provided only; the other types are generated here")
         password = store_lib.resolve_password(args["vault_password_file"], args["vault_password_env"])
         store = store_lib.Store(args["store_path"], password)
         name, secret_type = args["name"], args["type"]
@@ -75,6 +78,10 @@ class ActionModule(ActionBase):
             return result
         if self._task.check_mode:
             return result
+        if secret_type == "provided" and args["value"] is None:
+            # Without a value the task only reports (and checks the store can be read): nothing to write.
+            raise store_lib.StoreError("no value was given to %s it with; a provided secret is written from the "
+                                       "answer of the API that issued it" % action)
         if action == "renew":
             material = store_lib.renew_certificate(current, args)
         else:

@@ -29,9 +29,12 @@ options:
         sealed-secrets controller uses.
       - C(ssh_ed25519) is an OpenSSH ed25519 keypair (the Flux deploy key).
       - C(token) is a random string of letters and digits.
+      - C(provided) is a secret issued by an API (for example a Proxmox VE API token's secret), handed in
+        through O(value). It is written only when the store does not hold it yet or O(rotate=true); a rerun
+        with another value changes nothing.
     type: str
     required: true
-    choices: [sealed_secrets_keypair, ssh_ed25519, token]
+    choices: [sealed_secrets_keypair, ssh_ed25519, token, provided]
   store_path:
     description: The store folder, usually C(secrets/) in the inventory's folder. Created with mode 0700.
     type: path
@@ -67,6 +70,13 @@ options:
     description: Re-issue a C(sealed_secrets_keypair) certificate for the same private key.
     type: bool
     default: false
+  value:
+    description:
+      - The secret of a C(provided) secret, a string (stored as field C(value)) or a dict of strings (stored
+        field by field, for example the fields C(token_id) and C(secret)). Only for type C(provided).
+      - Used only when the secret is written (absent, or O(rotate=true)); otherwise ignored. Without it the
+        task only reports whether the store holds the secret (in check mode) or fails when it would write.
+    type: raw
 attributes:
   action:
     support: full
@@ -92,6 +102,16 @@ EXAMPLES = r"""
     type: sealed_secrets_keypair
     store_path: "{{ inventory_dir }}/secrets"
     vault_password_file: ~/.config/turnkey/homelab.vault-pass
+
+- name: Keep the secret an API issued, once (a rerun with another value changes nothing)
+  turnkey.cluster.persistent_secret:
+    name: proxmox_csi_token
+    type: provided
+    value: {token_id: "{{ csi_token.full_tokenid }}", secret: "{{ csi_token.value }}"}
+    rotate: "{{ csi_token.rotated }}"
+    store_path: "{{ inventory_dir }}/secrets"
+    vault_password_env: TURNKEY_VAULT_PASSWORD
+  no_log: true
 
 - name: Rotate a token deliberately (one run only)
   turnkey.cluster.persistent_secret:
@@ -142,4 +162,5 @@ public:
     not_after: {description: Certificate expiry (UTC)., type: str}
     days_left: {description: Whole days until the certificate expires., type: int}
     fingerprint_sha256: {description: SHA-256 fingerprint of the certificate (hex)., type: str}
+    fields: {description: Names of the fields of a C(provided) secret (never their values)., type: list, elements: str}
 """

@@ -31,7 +31,8 @@ except ImportError:  # reported when a secret is generated, not at import time
     x509 = None
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-SECRET_TYPES = ("sealed_secrets_keypair", "ssh_ed25519", "token")
+# "provided": issued by an API (a Proxmox token's secret), handed in once by the task, never generated here.
+SECRET_TYPES = ("sealed_secrets_keypair", "ssh_ed25519", "token", "provided")
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 SUFFIX = ".vault.yml"
 BACKUP_DIR = ".backup"
@@ -134,8 +135,22 @@ def self_signed_certificate(private_key, common_name, validity_days, now=None):
     return to_text(certificate.public_bytes(serialization.Encoding.PEM))
 
 
+def provided(value):
+    """Material of a secret someone else issued: a string is kept as {'value': ...}, a dict of strings as is."""
+    if isinstance(value, dict):
+        if not value or not all(isinstance(key, str) and isinstance(item, str) and item
+                                for key, item in value.items()):
+            raise StoreError("value of a provided secret: a non-empty string, or a dict of non-empty strings")
+        return {"data": {key: str(item) for key, item in value.items()}}
+    if not isinstance(value, str) or not value:
+        raise StoreError("value of a provided secret: a non-empty string, or a dict of non-empty strings")
+    return {"data": {"value": str(value)}}
+
+
 def generate(secret_type, options):
     """New secret material: {'data': {...}}; options hold the type's parameters."""
+    if secret_type == "provided":
+        return provided(options.get("value"))
     if secret_type == "token":
         return {"data": {"value": "".join(secrets.choice(TOKEN_ALPHABET) for _position in range(options["length"]))}}
     _require_cryptography()
@@ -173,6 +188,8 @@ def public_facts(record, now=None):
              "updated": record["updated"]}
     if record["type"] == "ssh_ed25519":
         facts["public_key"] = data["public_key"]
+    if record["type"] == "provided":
+        facts["fields"] = sorted(data)  # names only: what a lookup's field= can ask for
     if record["type"] == "sealed_secrets_keypair":
         _require_cryptography()
         certificate = x509.load_pem_x509_certificate(to_bytes(data["certificate"]))

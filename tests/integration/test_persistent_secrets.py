@@ -1,8 +1,10 @@
-"""Layer 00 through the real site.yml: generated once, never regenerated, never printed."""
+"""Layer 00 through its real playbook: generated once, never regenerated, never printed."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import stat
 
 import pytest
@@ -10,15 +12,26 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from tests.playbook_runner import TEST_VAULT_PASSWORD, copy_inventory, lab_env, recap, run_playbook
+from tests.playbook_runner import TEST_VAULT_PASSWORD, copy_inventory, lab_env, recap, task_results
+from tests.playbook_runner import run_playbook as run_any_playbook
 from tests.store_access import open_store
 
 NAMES = ("sealed_secrets", "flux_deploy_key", "authentik_bootstrap_token")
+# The store on its own: no lab runs here, and with Proxmox nodes layer 00 would also make the Proxmox CSI
+# token over the API (tests/integration/proxmox/test_proxmox_access.py covers that on a lab). So the one
+# control plane is a Hetzner server and the Proxmox nodes are gone.
+STORE_ONLY = {"remove_hosts": ["cp2", "cp3", "worker1", "worker2", "worker3"],
+              "move": {"cp1": ["proxmox_nodes", "hetzner_nodes"]}, "hosts": {"cp1": {"node_ip": "127.3.0.11"}}}
+
+
+def run_playbook(*args, **kwargs):
+    """Layer 00's own playbook, as site.yml imports it: the later layers' validation asks for a running lab."""
+    return run_any_playbook(*args, playbook="playbooks/00-persistent-auth.yml", **kwargs)
 
 
 @pytest.fixture
 def lab_inventory(tmp_path):
-    return copy_inventory(tmp_path, "lab"), lab_env(tmp_path)
+    return copy_inventory(tmp_path, "lab", STORE_ONLY), lab_env(tmp_path)
 
 
 def digests(store_dir):
@@ -150,3 +163,42 @@ def test_wrong_password_fails_clearly_and_overwrites_nothing(lab_inventory, tmp_
     assert run.returncode != 0
     assert "cannot decrypt" in run.stdout and "right vault password" in run.stdout
     assert digests(inventory / "secrets") == before
+
+
+def test_provided_secret_is_written_once_and_only_rotated_when_asked(tmp_path):
+    """Type provided: a secret an API issued is kept as handed in; a rerun with another value changes nothing."""
+    store_dir = tmp_path / "secrets"
+    env = {"TURNKEY_VAULT_PASSWORD": TEST_VAULT_PASSWORD, "TURNKEY_STATE_DIR": str(tmp_path / "state")}
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+                         "      ansible_python_interpreter: \"{{ ansible_playbook_python }}\"\n")
+
+    def put(value=None, rotate=False, *flags):
+        options = {"name": "issued", "type": "provided", "store_path": str(store_dir), "rotate": rotate,
+                   "vault_password_env": "TURNKEY_VAULT_PASSWORD"}
+        if value is not None:
+            options["value"] = value
+        playbook = tmp_path / "provided.yml"
+        playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
+            {"name": "provided", "turnkey.cluster.persistent_secret": options}]}]))
+        run = run_any_playbook("-i", str(inventory), *flags, playbook=str(playbook), env=env, json_output=True)
+        return run, task_results(run.stdout)[-1][2]
+
+    run, checked = put(None, False, "--check")
+    assert run.returncode == 0 and checked["changed"] and checked["created"] and not store_dir.exists()
+    run, refused = put()
+    assert run.returncode != 0 and "no value was given" in refused["msg"] and not store_dir.exists()
+    first = {"token_id": "u@pve!t", "secret": "first-secret-value"}
+    run, created = put(first)
+    assert run.returncode == 0 and created["changed"] and created["public"]["fields"] == ["secret", "token_id"]
+    assert "first-secret-value" not in run.stdout
+    store = open_store(store_dir, TEST_VAULT_PASSWORD)
+    assert store.read("issued")["data"] == first
+    before = digests(store_dir)
+    run, again = put({"token_id": "u@pve!t", "secret": "another-value"})
+    assert run.returncode == 0 and not again["changed"] and digests(store_dir) == before
+    run, rotated = put("rotated-value", True)
+    assert run.returncode == 0 and rotated["changed"] and rotated["rotated"] and "rotated-value" not in run.stdout
+    assert store.read("issued")["data"] == {"value": "rotated-value"} and store.read("issued")["version"] == 2
+    assert store.read_file(rotated["backup_file"])["data"] == first
+    assert stat.S_IMODE(os.stat(rotated["backup_file"]).st_mode) == 0o600
