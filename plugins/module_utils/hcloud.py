@@ -4,9 +4,9 @@
 
 What it adds to the library:
 
-- the connection options every module shares (`hcloud_argument_spec()`): `api_token` (no_log, env
-  HCLOUD_TOKEN), `api_endpoint` (env HCLOUD_ENDPOINT), `ca_path` (env REQUESTS_CA_BUNDLE) and
-  `rate_limit_wait`;
+- the connection options every module shares (`hcloud_argument_spec()`, doc fragment
+  turnkey.cluster.hcloud): `api_token` (no_log, env HCLOUD_TOKEN), `api_endpoint` (env HCLOUD_ENDPOINT),
+  `ca_path` (env REQUESTS_CA_BUNDLE) and `rate_limit_wait`;
 - CA handling: the library uses `requests`, which verifies with $REQUESTS_CA_BUNDLE when it is set; an
   explicit `ca_path` is passed with every request, so it wins over the variable (requests #3829);
 - a rate-limit aware session: a `429 rate_limit_exceeded` is retried after a pause derived from the
@@ -14,8 +14,10 @@ What it adds to the library:
   `RateLimit-Reset`), for up to `rate_limit_wait` seconds,
   so a storm of 429s is ridden through instead of failing after the library's 5 retries; when
   `RateLimit-Remaining` gets low, requests are spaced by the refill interval (limit per hour);
-- action polling with exponential backoff and a deadline (`HcloudApi.wait_action`);
-- structured failures: `fail_json(msg, hcloud_error={code, message, details})`.
+- action polling with exponential backoff and a deadline (`HcloudApi.wait_action`), and calls retried
+  while a resource is locked by another action (`HcloudApi.call_unlocked`);
+- structured failures: `fail_json(msg, hcloud_error={code, message, details})`;
+- the common end of a module's main() (`run_module`).
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ DEFAULT_ENDPOINT = "https://api.hetzner.cloud/v1"
 LOW_REMAINING = 10  # below this many requests left, space requests by the refill interval
 
 
-def hcloud_argument_spec():
-    """The connection options; merge them into a module's argument_spec."""
+def hcloud_argument_spec(**options):
+    """A module's options plus the connection options (doc fragment turnkey.cluster.hcloud)."""
     return dict(
+        options,
         api_token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["HCLOUD_TOKEN"])),
         api_endpoint=dict(type="str", default=DEFAULT_ENDPOINT, fallback=(env_fallback, ["HCLOUD_ENDPOINT"])),
         ca_path=dict(type="path", fallback=(env_fallback, ["REQUESTS_CA_BUNDLE"])),
@@ -181,6 +184,22 @@ class HcloudApi:
             interval = min(interval * 2, 5.0)
             current = self.call(self.client.actions.get_by_id, current.id)
 
+    def wait_actions(self, actions, deadline, what="action"):
+        """wait_action for each of a list of actions (set_rules and apply_to_resources answer several)."""
+        return [self.wait_action(action, deadline, what) for action in actions or []]
+
+    def call_unlocked(self, deadline, function, *args, **kwargs):
+        """call(), retried with backoff while the resource is locked by another action (423), until deadline."""
+        interval = 0.2
+        while True:
+            try:
+                return self.call(function, *args, **kwargs)
+            except HcloudFailure as failure:
+                if failure.code != "locked" or time.monotonic() >= deadline:
+                    raise
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+            interval = min(interval * 2, 5.0)
+
     def call(self, function, *args, **kwargs):
         """Calls the library, turning its exceptions into HcloudFailure."""
         try:
@@ -200,3 +219,28 @@ class HcloudApi:
         """fail_json with Hetzner's error as hcloud_error={code, message, details}."""
         self.module.fail_json(msg="%s: %s" % (msg, failure), hcloud_error=failure.as_dict(),
                               hcloud_rate_limit=self.rate_limit_report(), **result)
+
+
+def label_selector(labels):
+    """A label selector matching every one of the labels (k=v,...), in a stable order."""
+    return ",".join("%s=%s" % item for item in sorted((labels or {}).items()))
+
+
+def deadline_after(seconds):
+    return time.monotonic() + float(seconds)
+
+
+def run_module(module, run, result, failure_msg):
+    """Runs run(module, api, result) and exits the module the way every hcloud_* module does: a HcloudFailure
+    fails with failure_msg and hcloud_error; `changed` follows result["changes"] when the module lists its
+    changes; the diff is only returned in diff mode; the rate-limit report is always returned."""
+    api = HcloudApi(module)
+    try:
+        run(module, api, result)
+    except HcloudFailure as failure:
+        api.fail(failure_msg, failure, **result)
+    if "changes" in result:
+        result["changed"] = bool(result["changes"])
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(hcloud_rate_limit=api.rate_limit_report(), **result)

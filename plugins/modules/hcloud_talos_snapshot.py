@@ -25,9 +25,8 @@ description:
   - Rate limiting (429) is ridden through, see I(rate_limit_wait). A failure returns Hetzner's error as
     C(hcloud_error).
 author: turnkey.cluster maintainers (!UNKNOWN)
-requirements:
-  - hcloud >= 2.0 (Python library)
-  - requests
+extends_documentation_fragment:
+  - turnkey.cluster.hcloud
 options:
   schematic_id:
     description:
@@ -77,27 +76,6 @@ options:
       - Seconds the whole build may take (server creation, rescue, writing, snapshot, deletion).
     type: int
     default: 900
-  api_token:
-    description:
-      - The Hetzner Cloud API token. Taken from the environment variable C(HCLOUD_TOKEN) when not given.
-    type: str
-    required: true
-  api_endpoint:
-    description:
-      - The API endpoint. Taken from the environment variable C(HCLOUD_ENDPOINT) when not given.
-    type: str
-    default: https://api.hetzner.cloud/v1
-  ca_path:
-    description:
-      - CA bundle to verify the endpoint with. Taken from C(REQUESTS_CA_BUNDLE) when not given (the variable
-        C(requests) itself reads); when given it wins over that variable.
-    type: path
-  rate_limit_wait:
-    description:
-      - Seconds one request may spend waiting out C(429 rate_limit_exceeded) answers (pauses follow
-        C(RateLimit-Reset), with exponential backoff) before it fails.
-    type: int
-    default: 300
 attributes:
   check_mode:
     support: full
@@ -187,9 +165,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.turnkey.cluster.plugins.module_utils.hcloud import (
     HAS_HCLOUD,
-    HcloudApi,
     HcloudFailure,
     hcloud_argument_spec,
+    label_selector,
+    run_module,
 )
 
 if HAS_HCLOUD:
@@ -207,10 +186,6 @@ CLEANUP_SECONDS = 120  # extra time the deletion of the temporary server may tak
 def snapshot_labels(schematic_id, talos_version):
     return {"os": "talos", "talos-schematic": schematic_id[:63], "talos-version": talos_version,
             "managed-by": MANAGED_BY}
-
-
-def selector(labels):
-    return ",".join("%s=%s" % item for item in sorted(labels.items()))
 
 
 def _age(resource):
@@ -244,7 +219,8 @@ class Builder:
 
     # -- lookups --------------------------------------------------------------------------------------
     def snapshots(self):
-        images = self.api.call(self.client.images.get_all, type=["snapshot"], label_selector=selector(self.labels))
+        images = self.api.call(self.client.images.get_all, type=["snapshot"],
+                               label_selector=label_selector(self.labels))
         return sorted(images, key=lambda image: image.id)
 
     def stale_builders(self):
@@ -261,16 +237,12 @@ class Builder:
 
     def delete_server(self, server, deadline):
         """Deletes a server, retrying while it is locked by a running action, and waits for the deletion."""
-        while True:
-            try:
-                action = self.api.call(self.client.servers.delete, server)
-                break
-            except HcloudFailure as failure:
-                if failure.code == "not_found":
-                    return
-                if failure.code != "locked" or time.monotonic() >= deadline:
-                    raise
-                time.sleep(1.0)
+        try:
+            action = self.api.call_unlocked(deadline, self.client.servers.delete, server)
+        except HcloudFailure as failure:
+            if failure.code == "not_found":
+                return
+            raise
         self.api.wait_action(action, deadline, "deleting server %s" % server.name)
 
     def wait_available(self, image):
@@ -347,8 +319,52 @@ class Builder:
             self.cleanup_problems = problems
 
 
+def run(module, api, result):
+    builder = Builder(module, api)
+    stale = builder.stale_builders()
+    result["removed_servers"] = [server.name for server in stale]
+    snapshots = builder.snapshots()
+    available = [image for image in snapshots if image.status == "available"]
+    unfinished = [image for image in snapshots if image.status != "available"]
+    result["would_build"] = not available and not [i for i in unfinished if _age(i) <= builder.timeout]
+    if module.check_mode:
+        if available:
+            result.update(image_id=available[-1].id, image=image_view(available[-1]))
+        result["changed"] = bool(stale) or result["would_build"]
+        return
+
+    for server in stale:
+        builder.delete_server(server, builder.deadline)
+        result["changed"] = True
+    if available:
+        image = available[-1]
+    else:
+        for image in unfinished:
+            if _age(image) > builder.timeout:  # left by an interrupted run
+                api.call(api.client.images.delete, image)
+                result["changed"] = True
+        younger = [image for image in unfinished if _age(image) <= builder.timeout]
+        if younger:  # another run is making it right now
+            image = builder.wait_available(younger[-1])
+        else:
+            if not module.params["write_command"]:
+                module.fail_json(msg="The Talos snapshot %s is missing and write_command is not set, so it "
+                                     "cannot be built." % label_selector(builder.labels), **result)
+            try:
+                image = builder.build()
+            finally:
+                result["builder"] = builder.name
+                if builder.cleanup_problems:
+                    result["cleanup_problems"] = builder.cleanup_problems
+            result.update(built=True, changed=True)
+    if getattr(builder, "cleanup_problems", None):
+        module.fail_json(msg="The snapshot was built but cleaning up failed: %s"
+                             % "; ".join(builder.cleanup_problems), **result)
+    result.update(image_id=image.id, image=image_view(image))
+
+
 def main():
-    argument_spec = dict(
+    options = dict(
         schematic_id=dict(type="str", required=True),
         talos_version=dict(type="str", required=True),
         image_url=dict(type="str"),
@@ -358,57 +374,11 @@ def main():
         write_command=dict(type="list", elements="str"),
         timeout=dict(type="int", default=900),
     )
-    argument_spec.update(hcloud_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    api = HcloudApi(module)
-    builder = Builder(module, api)
-    result = {"changed": False, "labels": builder.labels, "built": False, "would_build": False,
-              "removed_servers": [], "image_id": None}
-
-    try:
-        stale = builder.stale_builders()
-        result["removed_servers"] = [server.name for server in stale]
-        snapshots = builder.snapshots()
-        available = [image for image in snapshots if image.status == "available"]
-        unfinished = [image for image in snapshots if image.status != "available"]
-        result["would_build"] = not available and not [i for i in unfinished if _age(i) <= builder.timeout]
-        if module.check_mode:
-            if available:
-                result.update(image_id=available[-1].id, image=image_view(available[-1]))
-            result["changed"] = bool(stale) or result["would_build"]
-            module.exit_json(hcloud_rate_limit=api.rate_limit_report(), **result)
-
-        for server in stale:
-            builder.delete_server(server, builder.deadline)
-            result["changed"] = True
-        if available:
-            image = available[-1]
-        else:
-            for image in unfinished:
-                if _age(image) > builder.timeout:  # left by an interrupted run
-                    api.call(api.client.images.delete, image)
-                    result["changed"] = True
-            younger = [image for image in unfinished if _age(image) <= builder.timeout]
-            if younger:  # another run is making it right now
-                image = builder.wait_available(younger[-1])
-            else:
-                if not module.params["write_command"]:
-                    module.fail_json(msg="The Talos snapshot %s is missing and write_command is not set, so it "
-                                         "cannot be built." % selector(builder.labels), **result)
-                try:
-                    image = builder.build()
-                finally:
-                    result["builder"] = builder.name
-                    if builder.cleanup_problems:
-                        result["cleanup_problems"] = builder.cleanup_problems
-                result.update(built=True, changed=True)
-        if getattr(builder, "cleanup_problems", None):
-            module.fail_json(msg="The snapshot was built but cleaning up failed: %s"
-                                 % "; ".join(builder.cleanup_problems), **result)
-        result.update(image_id=image.id, image=image_view(image))
-    except HcloudFailure as failure:
-        api.fail("Could not ensure the Talos snapshot %s" % selector(builder.labels), failure, **result)
-    module.exit_json(hcloud_rate_limit=api.rate_limit_report(), **result)
+    module = AnsibleModule(argument_spec=hcloud_argument_spec(**options), supports_check_mode=True)
+    labels = snapshot_labels(module.params["schematic_id"], module.params["talos_version"])
+    run_module(module, run, {"changed": False, "labels": labels, "built": False, "would_build": False,
+                             "removed_servers": [], "image_id": None},
+               "Could not ensure the Talos snapshot %s" % label_selector(labels))
 
 
 if __name__ == "__main__":
