@@ -115,6 +115,14 @@ options:
     description: Seconds each task may run.
     type: int
     default: 600
+  wait_agent:
+    description:
+      - With O(state=started), wait up to this many seconds until the QEMU guest agent reports the
+        address of O(ip) (any IPv4 address when O(ip) is unset), that is until the node has booted with
+        its network identity. C(0) does not wait. Not done in check mode.
+      - Talos answers through the agent once the C(siderolabs/qemu-guest-agent) extension is in its image.
+    type: int
+    default: 0
 attributes:
   check_mode:
     support: full
@@ -176,7 +184,15 @@ destructive:
   returned: when such drift was found
   type: list
   elements: str
+addresses:
+  description: IPv4 addresses the guest agent reported (the loopback interface excluded).
+  returned: when O(wait_agent) waited
+  type: list
+  elements: str
+  sample: [10.2.1.1]
 """
+
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -389,6 +405,30 @@ class Vm:
                 self.task("post", ("template",), "conversion to a template")
         self.result["status"] = status
 
+    def wait_agent(self):
+        """Poll the guest agent until the node's address shows up; the agent answers 500 until it runs."""
+        wanted = (self.params["ip"] or "").split("/")[0] or None
+        deadline = time.monotonic() + self.params["wait_agent"]
+        delay, last = 0.2, "no answer yet"
+        while True:
+            try:
+                answer = self.client.get(self.path("agent", "network-get-interfaces"))
+                addresses = [a.get("ip-address") for iface in answer.get("result", []) if iface.get("name") != "lo"
+                             for a in iface.get("ip-addresses") or [] if a.get("ip-address-type") == "ipv4"]
+                if addresses and (wanted is None or wanted in addresses):
+                    self.result["addresses"] = addresses
+                    return
+                last = "the agent reports %s, not %s" % (", ".join(addresses) or "no address", wanted)
+            except ProxmoxError as exc:
+                last = exc.proxmox_error or str(exc)
+            if time.monotonic() >= deadline:
+                self.module.fail_json(msg="VM %s (%s) did not report its address %s through the QEMU guest agent "
+                                          "within %d s: %s" % (self.vmid, self.params["name"], wanted or "(any)",
+                                                               self.params["wait_agent"], last),
+                                      vmid=self.vmid, proxmox_error=last, changes=self.result["changes"])
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
     def mark(self, action):
         self.result["changed"] = True
         self.result["changes"] = self.result["changes"] + [action]
@@ -433,6 +473,7 @@ def main():
         onboot=dict(type="bool", default=True),
         allow_destructive=dict(type="bool", default=False),
         timeout=dict(type="int", default=600),
+        wait_agent=dict(type="int", default=0),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_together=PROXMOX_REQUIRED_TOGETHER, required_one_of=PROXMOX_REQUIRED_ONE_OF,
@@ -441,6 +482,8 @@ def main():
     vm = Vm(module, client)
     try:
         result = vm.run()
+        if module.params["state"] == "started" and module.params["wait_agent"] > 0 and not module.check_mode:
+            vm.wait_agent()
     except ProxmoxError as exc:
         client.fail(exc, vmid=module.params["vmid"], changes=vm.result["changes"])
     result["retried"] = client.retried

@@ -1,0 +1,89 @@
+"""Benchmark (not a test): layer 01 on the Proxmox VE twin for 3, 6 and 12 nodes.
+
+Each size gets a fresh lab (`--profile realistic` by default: per-operation delays from published
+timings, docs/lab-proxmox.md) on net 127.89 and a copy of the lab inventory with that many Proxmox nodes
+(3 control planes, the rest workers). Reported per size: wall time of the build and of the rerun, Proxmox
+API requests per node, image downloads and templates - so the parallelism (one image, one template,
+clones in parallel) is visible. Results also go to <state>/bench/proxmox_nodes.json.
+
+    python -m benchmarks.proxmox_nodes [--sizes 3,6,12] [--profile realistic|fast] [--concurrency 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from tests.lab.conftest import LabHandle
+from tests.playbook_runner import REPO, copy_inventory, lab_env, recap, run_playbook
+
+NET = "127.89"
+PVE = f"https://{NET}.0.3:8006"
+
+
+def inventory_for(tmp: Path, size: int) -> Path:
+    workers = {f"worker{i}": {"node_ip": f"127.2.2.{i}", "node_vmid": 1999 + i} for i in range(1, size - 2)}
+    overlay = {"remove_hosts": ["hcloud-worker1", "worker1", "worker2", "worker3"],
+               "add_hosts": {"worker": workers, "proxmox_nodes": {name: None for name in workers}}}
+    return copy_inventory(tmp, "lab", overlay)
+
+
+def measure(size: int, profile: str, concurrency: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-pve-") as folder:
+        tmp = Path(folder)
+        lab = LabHandle(tmp / "lab-state", NET)
+        lab.run("up", "--profile", profile, "--components", "proxmox,image_factory")
+        try:
+            ca = str(lab.root / "pki" / "ca.pem")
+            inventory = inventory_for(tmp, size)
+            env = {**lab_env(tmp), "TURNKEY_LAB_DIR": str(lab.root)}
+            args = ("-i", str(inventory), "--tags", "infrastructure", "-e", f"proxmox_nodes_concurrency={concurrency}")
+            started = time.monotonic()
+            build = run_playbook(*args, env=env, timeout=3600)
+            build_s = time.monotonic() - started
+            if build.returncode != 0:
+                raise SystemExit(build.stdout[-4000:])
+            log = requests.get(f"{PVE}/_lab/requests", verify=ca, timeout=10).json()
+            started = time.monotonic()
+            rerun = run_playbook(*args, env=env, timeout=3600)
+            rerun_s = time.monotonic() - started
+            changed = sum(counts["changed"] for counts in recap(rerun.stdout).values())
+            api = [r for r in log if not r["path"].startswith("/_lab/")]
+            return {"nodes": size, "profile": profile, "concurrency": concurrency,
+                    "build_s": round(build_s, 1), "rerun_s": round(rerun_s, 1), "rerun_changed": changed,
+                    "api_calls": len(api), "api_calls_per_node": round(len(api) / size, 1),
+                    "image_downloads": sum(r["method"] == "POST" and r["path"].endswith("/download-url") for r in api),
+                    "templates": sum(r["method"] == "POST" and r["path"].endswith("/template") for r in api),
+                    "clones": sum(r["method"] == "POST" and r["path"].endswith("/clone") for r in api)}
+        finally:
+            lab.run("down", ok=False)
+            lab.kill_everything()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="3,6,12")
+    parser.add_argument("--profile", default="realistic", choices=["realistic", "fast"])
+    parser.add_argument("--concurrency", type=int, default=3)
+    options = parser.parse_args(argv)
+    rows = [measure(int(size), options.profile, options.concurrency) for size in options.sizes.split(",")]
+    columns = ("nodes", "build_s", "rerun_s", "rerun_changed", "api_calls_per_node", "image_downloads",
+               "templates", "clones")
+    print(" ".join("%15s" % c for c in columns))
+    for row in rows:
+        print(" ".join("%15s" % row[c] for c in columns))
+    out = REPO / ".state" / "bench" / "proxmox_nodes.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1) + "\n")
+    print("results: %s" % out, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
