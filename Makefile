@@ -7,12 +7,12 @@ VENV ?= .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: bootstrap test venv lab-up lab-down lab-status lab-reset static ruff lint sanity pytest molecule build clean
+.PHONY: bootstrap test tools venv lab-up lab-down lab-status lab-reset static ruff lint sanity pytest molecule bench build clean
 
-bootstrap: venv lab-up ## Install, start the lab twin, and run site.yml on it
+bootstrap: venv tools lab-up ## Install, start the lab twin, and run site.yml on it
 	ansible-playbook site.yml
 
-test: venv static pytest molecule ## The whole suite
+test: venv tools static pytest molecule ## The whole suite
 
 # The venv is rebuilt only when a requirement changes; pip's cache lives under ~/.cache/pip.
 $(VENV)/.installed: requirements.txt requirements-dev.txt lab/pyproject.toml
@@ -22,6 +22,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt lab/pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The real tools (talosctl, kube-apiserver, kubectl, etcd, helm, flux), built from the Go module proxy at
+# the versions in tools/versions.env into ~/.cache/turnkey-cluster/tools; present ones are skipped.
+tools:
+	tools/build
 
 lab-up: venv
 	lab up
@@ -47,6 +52,11 @@ pytest: venv
 # One scenario per role, each converge -> idempotence -> verify on the controller.
 molecule: venv
 	for scenario in molecule/*/molecule.yml; do molecule test -s "$$(basename "$$(dirname "$$scenario")")"; done
+
+# Benchmarks, not tests: wall time and API calls of layer 01 on fresh labs (realistic profile).
+bench: venv
+	python -m benchmarks.proxmox_nodes
+	python -m benchmarks.hetzner_requests
 
 build: venv
 	ansible-galaxy collection build --force

@@ -8,6 +8,7 @@ import os
 import subprocess
 
 import pytest
+import requests
 
 from tests.playbook_runner import BIN, REPO, copy_inventory, recap, run_playbook
 
@@ -29,6 +30,26 @@ def lab(tmp_path_factory):
         subprocess.run([str(BIN / "lab"), "down"], cwd=REPO, env=env, capture_output=True, timeout=120, check=False)
 
 
+PROXMOX_NODES = {"cp1": 1500, "cp2": 1501, "cp3": 1502, "worker1": 2000, "worker2": 2001, "worker3": 2002}
+
+
+def proxmox_vms(lab_state):
+    creds = json.loads((lab_state / "credentials.json").read_text())["proxmox"]
+    answer = requests.get("https://127.90.0.3:8006/api2/json/nodes/pve/qemu", verify=str(lab_state / "pki" / "ca.pem"),
+                          headers={"Authorization": "PVEAPIToken=%s=%s" % (creds["token_id"], creds["token_secret"])},
+                          timeout=10)
+    answer.raise_for_status()
+    return {vm["vmid"]: vm for vm in answer.json()["data"]}
+
+
+def hetzner_servers(lab_state):
+    token = json.loads((lab_state / "credentials.json").read_text())["hetzner"]["token"]
+    answer = requests.get("https://127.90.0.4:8443/v1/servers", verify=str(lab_state / "pki" / "ca.pem"),
+                          headers={"Authorization": "Bearer " + token}, timeout=10)
+    answer.raise_for_status()
+    return {server["name"]: server for server in answer.json()["servers"]}
+
+
 def digests(folder):
     return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.glob("*.vault.yml"))}
 
@@ -43,7 +64,7 @@ def test_site_converges_on_the_lab_then_changes_nothing(lab, tmp_path):
     assert "=== layer 00-persistent-auth ===" in first.stdout
     stored = digests(inventory / "secrets")
     assert set(stored) == {"sealed_secrets.vault.yml", "flux_deploy_key.vault.yml",
-                           "authentik_bootstrap_token.vault.yml"}
+                           "authentik_bootstrap_token.vault.yml", "proxmox_csi_token.vault.yml"}
 
     second = run_playbook("-i", str(inventory), env=env)
     assert second.returncode == 0, second.stdout[-4000:]
@@ -56,5 +77,14 @@ def test_site_converges_on_the_lab_then_changes_nothing(lab, tmp_path):
     assert digests(inventory / "secrets") == stored
 
     report = json.loads((tmp_path / "state" / "runs" / "last.json").read_text())
-    assert [layer["name"] for layer in report["layers"]] == ["validation", "00-persistent-auth"]
+    assert {layer["name"] for layer in report["layers"]} == {"validation", "00-persistent-auth", "01-infrastructure"}
     assert all(layer["changed"] == 0 and layer["failed"] == 0 for layer in report["layers"])
+
+    # Layer 01: every Proxmox node is a running VM that booted with its own address.
+    vms = proxmox_vms(lab)
+    for host, vmid in PROXMOX_NODES.items():
+        assert vms[vmid]["name"] == host and vms[vmid]["status"] == "running", vms.get(vmid)
+    # ...and the Hetzner worker is a running server at its private address.
+    servers = hetzner_servers(lab)
+    assert servers["hcloud-worker1"]["status"] == "running"
+    assert [n["ip"] for n in servers["hcloud-worker1"]["private_net"]] == ["127.3.0.10"]
