@@ -25,6 +25,8 @@ ARGUMENT_SPEC = dict(
     rotate=dict(type="bool", default=False),
     renew_certificate=dict(type="bool", default=False),
     value=dict(type="raw", no_log=True),
+    talosctl_path=dict(type="path"),
+    from_controlplane_config=dict(type="path"),
 )
 
 
@@ -48,6 +50,8 @@ class ActionModule(ActionBase):
             raise store_lib.StoreError("length %d: tokens are 16 to 4096 characters" % args["length"])
         if args["renew_certificate"] and args["type"] != "sealed_secrets_keypair":
             raise store_lib.StoreError("renew_certificate applies to sealed_secrets_keypair only")
+        if args["from_controlplane_config"] and args["type"] != "talos_secrets":
+            raise store_lib.StoreError("from_controlplane_config applies to talos_secrets only")
         if args["value"] is not None and args["type"] != "provided":
             raise store_lib.StoreError("value applies to type provided only; the other types are generated here")
         password = store_lib.resolve_password(args["vault_password_file"], args["vault_password_env"])

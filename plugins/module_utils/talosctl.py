@@ -28,15 +28,23 @@ def _from_tools_env():
     return None
 
 
-def find_talosctl(module):
-    """The talosctl to run: the option, $TURNKEY_TALOSCTL, the one tools/build made, or talosctl on PATH."""
-    for candidate in (module.params.get("talosctl_path"), os.environ.get("TURNKEY_TALOSCTL"), _from_tools_env(),
-                      shutil.which("talosctl")):
+NOT_FOUND = ("talosctl not found: set talosctl_path or TURNKEY_TALOSCTL, put it on PATH, "
+             "or build the pinned one with `make tools`")
+
+
+def locate_talosctl(explicit=None):
+    """The talosctl to run: explicit, $TURNKEY_TALOSCTL, the one tools/build made, talosctl on PATH; or None."""
+    for candidate in (explicit, os.environ.get("TURNKEY_TALOSCTL"), _from_tools_env(), shutil.which("talosctl")):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    module.fail_json(msg="talosctl not found: set talosctl_path or TURNKEY_TALOSCTL, put it on PATH, "
-                         "or build the pinned one with `make tools`")
     return None
+
+
+def find_talosctl(module):
+    talosctl = locate_talosctl(module.params.get("talosctl_path"))
+    if talosctl is None:
+        module.fail_json(msg=NOT_FOUND)
+    return talosctl
 
 
 def run_talosctl(module, talosctl, args, what):

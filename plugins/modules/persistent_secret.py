@@ -32,9 +32,11 @@ options:
       - C(provided) is a secret issued by an API (for example a Proxmox VE API token's secret), handed in
         through O(value). It is written only when the store does not hold it yet or O(rotate=true); a rerun
         with another value changes nothing.
+      - C(talos_secrets) is the cluster's Talos secrets bundle (CAs, tokens, encryption keys), made by the
+        real C(talosctl gen secrets) and kept as one field C(bundle) (its YAML).
     type: str
     required: true
-    choices: [sealed_secrets_keypair, ssh_ed25519, token, provided]
+    choices: [sealed_secrets_keypair, ssh_ed25519, token, provided, talos_secrets]
   store_path:
     description: The store folder, usually C(secrets/) in the inventory's folder. Created with mode 0700.
     type: path
@@ -60,6 +62,17 @@ options:
     description: Validity of a C(sealed_secrets_keypair) certificate, from its creation or renewal.
     type: int
     default: 3650
+  talosctl_path:
+    description:
+      - The talosctl that makes a C(talos_secrets) bundle. Default - C($TURNKEY_TALOSCTL), then the one
+        C(make tools) built, then C(talosctl) on C(PATH).
+    type: path
+  from_controlplane_config:
+    description:
+      - Recovery of a C(talos_secrets) bundle lost from the store - a live control plane's machine config
+        (C(talosctl -n <cp> get mc v1alpha1 -o jsonpath='{.spec}')) that the bundle is rebuilt from with
+        C(talosctl gen secrets --from-controlplane-config). Used when the secret is created or rotated.
+    type: path
   rotate:
     description:
       - Replace the secret with a newly generated one. The previous version is kept in C(.backup/).

@@ -14,12 +14,16 @@ import os
 import re
 import secrets
 import string
+import subprocess
+import tempfile
 
 import yaml
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.parsing.vault import AnsibleVaultError, VaultLib, VaultSecret
 
+from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import NOT_FOUND as TALOSCTL_NOT_FOUND
+from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import locate_talosctl
 from ansible_collections.turnkey.cluster.plugins.plugin_utils.private_files import write_private_file
 
 try:
@@ -32,7 +36,8 @@ except ImportError:  # reported when a secret is generated, not at import time
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # "provided": issued by an API (a Proxmox token's secret), handed in once by the task, never generated here.
-SECRET_TYPES = ("sealed_secrets_keypair", "ssh_ed25519", "token", "provided")
+# "talos_secrets": the cluster's Talos secrets bundle, made by the real talosctl (its CAs, tokens, keys).
+SECRET_TYPES = ("sealed_secrets_keypair", "ssh_ed25519", "token", "provided", "talos_secrets")
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 SUFFIX = ".vault.yml"
 BACKUP_DIR = ".backup"
@@ -147,10 +152,30 @@ def provided(value):
     return {"data": {"value": str(value)}}
 
 
+def talos_secrets(options):
+    """The Talos secrets bundle from the real talosctl: new, or recovered from a live control plane's config."""
+    talosctl = locate_talosctl(options.get("talosctl_path"))
+    if talosctl is None:
+        raise StoreError(TALOSCTL_NOT_FOUND)
+    with tempfile.TemporaryDirectory(prefix="turnkey-talos-secrets-") as folder:
+        bundle = os.path.join(folder, "secrets.yaml")
+        command = [talosctl, "gen", "secrets", "--output-file", bundle]
+        if options.get("from_controlplane_config"):
+            command += ["--from-controlplane-config", options["from_controlplane_config"]]
+        run = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+        if run.returncode != 0:
+            raise StoreError("talosctl gen secrets failed (exit %d): %s" % (run.returncode,
+                                                                            (run.stderr or run.stdout).strip()))
+        with open(bundle) as handle:
+            return {"data": {"bundle": handle.read()}}
+
+
 def generate(secret_type, options):
     """New secret material: {'data': {...}}; options hold the type's parameters."""
     if secret_type == "provided":
         return provided(options.get("value"))
+    if secret_type == "talos_secrets":
+        return talos_secrets(options)
     if secret_type == "token":
         return {"data": {"value": "".join(secrets.choice(TOKEN_ALPHABET) for _position in range(options["length"]))}}
     _require_cryptography()

@@ -63,7 +63,7 @@ def test_site_converges_on_the_lab_then_changes_nothing(lab, tmp_path):
     assert recap(first.stdout)["localhost"]["changed"] >= 1
     assert "=== layer 00-persistent-auth ===" in first.stdout
     stored = digests(inventory / "secrets")
-    assert set(stored) == {"sealed_secrets.vault.yml", "flux_deploy_key.vault.yml",
+    assert set(stored) == {"sealed_secrets.vault.yml", "flux_deploy_key.vault.yml", "talos_secrets.vault.yml",
                            "authentik_bootstrap_token.vault.yml", "proxmox_csi_token.vault.yml"}
 
     second = run_playbook("-i", str(inventory), env=env)

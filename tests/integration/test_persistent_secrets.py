@@ -16,7 +16,7 @@ from tests.playbook_runner import TEST_VAULT_PASSWORD, copy_inventory, lab_env, 
 from tests.playbook_runner import run_playbook as run_any_playbook
 from tests.store_access import open_store
 
-NAMES = ("sealed_secrets", "flux_deploy_key", "authentik_bootstrap_token")
+NAMES = ("sealed_secrets", "flux_deploy_key", "authentik_bootstrap_token", "talos_secrets")
 # The store on its own: no lab runs here, and with Proxmox nodes layer 00 would also make the Proxmox CSI
 # token over the API (tests/integration/proxmox/test_proxmox_access.py covers that on a lab). So the one
 # control plane is a Hetzner server and the Proxmox nodes are gone.
