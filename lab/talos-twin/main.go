@@ -1,0 +1,57 @@
+// Command talos-twin answers the Talos machine API (gRPC, port 50000) for many simulated nodes at once,
+// one listener per node IP, so the unmodified talosctl can drive them. See docs/lab-talos.md.
+package main
+
+import (
+	"flag"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	nodesFile := flag.String("nodes", "", "JSON file with [{\"name\": ..., \"ip\": ...}], re-read while running")
+	stateDir := flag.String("state", "", "folder where each node's applied config and mode persist")
+	port := flag.Int("port", 50000, "port every node listens on")
+	reload := flag.Duration("reload", 2*time.Second, "how often the nodes file is re-read")
+	flag.Parse()
+
+	if *nodesFile == "" || *stateDir == "" {
+		log.Fatal("talos-twin: --nodes and --state are required")
+	}
+
+	if err := os.MkdirAll(*stateDir, 0o700); err != nil {
+		log.Fatalf("talos-twin: %v", err)
+	}
+
+	fleet := newFleet(*stateDir, *port)
+
+	// the first load must work: a twin that serves nothing is a configuration error
+	if err := fleet.sync(*nodesFile); err != nil {
+		log.Fatalf("talos-twin: %v", err)
+	}
+
+	log.Printf("talos-twin: serving %d node(s) on port %d", fleet.count(), *port)
+
+	ticker := time.NewTicker(*reload)
+	defer ticker.Stop()
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+
+	for {
+		select {
+		case <-ticker.C:
+			if err := fleet.sync(*nodesFile); err != nil {
+				log.Printf("talos-twin: nodes file: %v (keeping the previous nodes)", err)
+			}
+		case sig := <-signals:
+			log.Printf("talos-twin: %s, stopping", sig)
+			fleet.stopAll()
+
+			return
+		}
+	}
+}

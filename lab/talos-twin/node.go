@@ -1,0 +1,179 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+)
+
+// applyRecord is one ApplyConfiguration that changed something (dry runs are not recorded).
+type applyRecord struct {
+	Time        time.Time `json:"time"`
+	Mode        string    `json:"mode"`
+	Maintenance bool      `json:"maintenance"`
+}
+
+// persisted is what survives a restart besides the config files.
+type persisted struct {
+	Name         string        `json:"name"`
+	IP           string        `json:"ip"`
+	Bootstrapped bool          `json:"bootstrapped"`
+	Reboots      int           `json:"reboots"`
+	Applies      []applyRecord `json:"applies"`
+}
+
+// node is one simulated machine. Without an active config it is in maintenance mode.
+type node struct {
+	name, ip, dir string
+
+	mu     sync.Mutex
+	state  persisted
+	active config.Provider // nil: maintenance mode
+	staged []byte          // config waiting for the next reboot (mode staged)
+	tls    tlsCache
+
+	// issuers maps a machine CA certificate (PEM) to its key, from every control plane's config: a worker's
+	// config carries the CA without its key, and real workers get their API certificate from trustd on a
+	// control plane, so a worker's certificate can only be issued once a control plane holds the key.
+	issuers *sync.Map
+}
+
+const (
+	activeFile = "config.yaml"
+	stagedFile = "staged.yaml"
+	stateFile  = "state.json"
+)
+
+func loadNode(stateDir, name, ip string, issuers *sync.Map) (*node, error) {
+	n := &node{name: name, ip: ip, dir: filepath.Join(stateDir, name), issuers: issuers}
+	if err := os.MkdirAll(n.dir, 0o700); err != nil {
+		return nil, err
+	}
+
+	data, err := os.ReadFile(filepath.Join(n.dir, stateFile))
+	switch {
+	case err == nil:
+		if err = json.Unmarshal(data, &n.state); err != nil {
+			return nil, fmt.Errorf("%s: %w", stateFile, err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, err
+	}
+
+	n.state.Name, n.state.IP = name, ip
+
+	if raw, err := os.ReadFile(filepath.Join(n.dir, activeFile)); err == nil {
+		if n.active, err = configloader.NewFromBytes(raw); err != nil {
+			return nil, fmt.Errorf("%s: %w", activeFile, err)
+		}
+
+		n.registerIssuer()
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+
+	if raw, err := os.ReadFile(filepath.Join(n.dir, stagedFile)); err == nil {
+		n.staged = raw
+	}
+
+	return n, n.save()
+}
+
+func (n *node) modeName() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+
+	if n.active == nil {
+		return "maintenance"
+	}
+
+	return "configured"
+}
+
+// save writes state.json; callers hold n.mu or own n exclusively.
+func (n *node) save() error {
+	data, err := json.MarshalIndent(n.state, "", "  ")
+	if err != nil {
+		return err
+	}
+
+	return writeAtomic(filepath.Join(n.dir, stateFile), append(data, '\n'))
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+
+	return os.Rename(tmp, path)
+}
+
+// setActive makes cfg the running config (and the one persisted for the next boot).
+func (n *node) setActive(cfg config.Provider, raw []byte) error {
+	if err := writeAtomic(filepath.Join(n.dir, activeFile), raw); err != nil {
+		return err
+	}
+
+	n.active = cfg
+	n.tls = tlsCache{}
+	n.registerIssuer()
+
+	return nil
+}
+
+func (n *node) registerIssuer() {
+	if ca := n.active.Machine().Security().IssuingCA(); ca != nil && len(ca.Crt) > 0 && len(ca.Key) > 0 {
+		n.issuers.Store(string(ca.Crt), ca.Key)
+	}
+}
+
+// applyPersisted makes a config active; a staged one is dropped (the new config was persisted over it).
+func (n *node) applyPersisted(cfg config.Provider, raw []byte) error {
+	if err := n.setActive(cfg, raw); err != nil {
+		return err
+	}
+
+	n.staged = nil
+
+	if err := os.Remove(filepath.Join(n.dir, stagedFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+
+	return nil
+}
+
+func (n *node) setStaged(raw []byte) error {
+	if err := writeAtomic(filepath.Join(n.dir, stagedFile), raw); err != nil {
+		return err
+	}
+
+	n.staged = raw
+
+	return nil
+}
+
+func (n *node) record(mode string, maintenance bool) error {
+	n.state.Applies = append(n.state.Applies, applyRecord{Time: time.Now().UTC(), Mode: mode, Maintenance: maintenance})
+
+	return n.save()
+}
+
+// caCert is the machine CA certificate (PEM) of the active config; nil in maintenance mode.
+func (n *node) caCert() []byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+
+	if n.active == nil || n.active.Machine().Security().IssuingCA() == nil {
+		return nil
+	}
+
+	return n.active.Machine().Security().IssuingCA().Crt
+}
