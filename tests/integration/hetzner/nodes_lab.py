@@ -25,25 +25,30 @@ TWO_NODES = {"add_hosts": {"worker": {"hcloud-worker2": {"node_ip": "127.3.0.11"
 
 
 class NodesLab:
-    def __init__(self, handle, tmp_path):
+    """A lab's Hetzner twin driven through ansible-playbook: modules on localhost (play, triplet) and the
+    role on a copy of the lab inventory. `net` picks the lab (the module test uses its own)."""
+
+    def __init__(self, handle, tmp_path, net=NET):
         self.handle = handle
         self.tmp = tmp_path
+        self.base = f"https://{net}.0.4:8443"
         self.token = handle.json("credentials.json")["hetzner"]["token"]
         self.ca = str(handle.root / "pki" / "ca.pem")
         base_env = {"TURNKEY_STATE_DIR": str(tmp_path / "state"), "ANSIBLE_LOCALHOST_WARNING": "0",
                     "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0"}
         # Modules on localhost: the connection from the environment.
-        self.env = {**base_env, "HCLOUD_TOKEN": self.token, "HCLOUD_ENDPOINT": API, "REQUESTS_CA_BUNDLE": self.ca}
+        api = self.base + "/v1"
+        self.env = {**base_env, "HCLOUD_TOKEN": self.token, "HCLOUD_ENDPOINT": api, "REQUESTS_CA_BUNDLE": self.ca}
         # The role: everything from the lab inventory (which reads the lab's endpoints and credentials).
         self.role_env = {**base_env, "TURNKEY_LAB_DIR": str(handle.root)}
-        self.client = Client(token=self.token, api_endpoint=API, poll_interval=0.05)
+        self.client = Client(token=self.token, api_endpoint=api, poll_interval=0.05)
         self.runs = 0
         self.outputs: list[str] = []
         self.inventory = None
 
     # -- the twin --------------------------------------------------------------------------------------
     def lab(self, method, path, body=None):
-        return requests.request(method, BASE + path, json=body, verify=self.ca, timeout=10)
+        return requests.request(method, self.base + path, json=body, verify=self.ca, timeout=10)
 
     def clear_requests(self):
         """Clears the request log; the twin clears its rejects with it, so they are checked first."""
@@ -75,16 +80,17 @@ class NodesLab:
             assert result.returncode == 0 and not failed, (messages, result.stderr[-2000:])
         return results
 
-    def triplet(self, tasks, after_check=None):
+    def triplet(self, tasks, after_check=None, diff=True):
         """check -> every task changed, apply -> every task changed, rerun -> none changed."""
         names = [task["name"] for task in tasks]
-        checked = self.play(tasks, "--check", "--diff")
+        flags = ("--diff",) if diff else ()
+        checked = self.play(tasks, "--check", *flags)
         assert {n: checked[n]["changed"] for n in names} == {n: True for n in names}, checked
         if after_check:
             after_check(checked)
-        applied = self.play(tasks, "--diff")
+        applied = self.play(tasks, *flags)
         assert {n: applied[n]["changed"] for n in names} == {n: True for n in names}, applied
-        again = self.play(tasks, "--diff")
+        again = self.play(tasks, *flags)
         assert {n: again[n]["changed"] for n in names} == {n: False for n in names}, again
         return checked, applied, again
 

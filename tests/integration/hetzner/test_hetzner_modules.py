@@ -16,19 +16,15 @@ import time
 
 import pytest
 import requests
-import yaml
-from hcloud import Client
 from hcloud.images import Image
 from hcloud.locations import Location
 from hcloud.server_types import ServerType
 
-from tests.playbook_runner import run_playbook, task_results
+from tests.integration.hetzner.nodes_lab import NodesLab
 
 pytestmark = pytest.mark.lab
 
 NET = "127.85"
-BASE = f"https://{NET}.0.4:8443"
-API = f"{BASE}/v1"
 SCHEMATIC = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
 VERSION = "v1.13.9"
 OTHER_VERSION = "v1.11.6"  # the failed-build case (both are versions the Image Factory twin knows)
@@ -51,51 +47,14 @@ FIREWALL_RULES = [
 ]
 
 
-class Lab:
+class Lab(NodesLab):
+    """The nodes helper's lab, on this test's own net, plus what the snapshot steps look at."""
+
     def __init__(self, handle, tmp_path):
-        self.handle = handle
-        self.tmp = tmp_path
-        self.token = handle.json("credentials.json")["hetzner"]["token"]
-        self.ca = str(handle.root / "pki" / "ca.pem")
-        self.env = {"HCLOUD_TOKEN": self.token, "HCLOUD_ENDPOINT": API, "REQUESTS_CA_BUNDLE": self.ca,
-                    "TURNKEY_STATE_DIR": str(tmp_path / "state"), "ANSIBLE_LOCALHOST_WARNING": "0",
-                    "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0"}
-        self.client = Client(token=self.token, api_endpoint=API, poll_interval=0.05)
-        self.runs = 0
-        self.outputs: list[str] = []
+        super().__init__(handle, tmp_path, net=NET)
 
-    def lab(self, method, path, body=None):
-        return requests.request(method, BASE + path, json=body, verify=self.ca, timeout=10)
-
-    def play(self, tasks, *args, expect_failure=False):
-        """Runs the tasks in a playbook on localhost; returns {task name: result}."""
-        self.runs += 1
-        playbook = self.tmp / f"play{self.runs:02}.yml"
-        playbook.write_text(yaml.safe_dump([{"name": "Hetzner", "hosts": "localhost", "gather_facts": False,
-                                             "connection": "local", "tasks": tasks}], sort_keys=False))
-        result = run_playbook("-i", "localhost,", *args, playbook=str(playbook), env=self.env, json_output=True,
-                              timeout=240)
-        self.outputs += [result.stdout, result.stderr]
-        results = {name: outcome for name, _host, outcome in task_results(result.stdout)}
-        failed = [name for name, outcome in results.items() if outcome.get("failed")]
-        if expect_failure:
-            assert failed, result.stdout[-3000:]
-        else:
-            messages = {name: results[name].get("msg") for name in failed}
-            assert result.returncode == 0 and not failed, (messages, result.stderr[-2000:])
-        return results
-
-    def triplet(self, tasks, after_check=None):
-        """check -> every task changed, apply -> every task changed, rerun -> none changed."""
-        names = [task["name"] for task in tasks]
-        checked = self.play(tasks, "--check")
-        assert {n: checked[n]["changed"] for n in names} == {n: True for n in names}, checked
-        if after_check:
-            after_check(checked)
-        applied = self.play(tasks)
-        assert {n: applied[n]["changed"] for n in names} == {n: True for n in names}, applied
-        again = self.play(tasks)
-        assert {n: again[n]["changed"] for n in names} == {n: False for n in names}, again
+    def triplet(self, tasks, after_check=None, diff=False):
+        _checked, applied, again = super().triplet(tasks, after_check, diff=diff)
         return applied, again
 
     def builders(self):
