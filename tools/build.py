@@ -1,5 +1,6 @@
 """Build the real tools the collection drives (talosctl, kube-apiserver, kubectl, etcd, helm, flux)
-from the Go module proxy into the user's cache, each at the version pinned in tools/versions.env.
+from the Go module proxy into the user's cache, each at the version pinned in tools/versions.env, and
+copy the Helm charts the collection installs (Cilium's) out of their Go modules.
 
 Each tool lands in ${XDG_CACHE_HOME:-~/.cache}/turnkey-cluster/tools/<name>-<version>/<name>; one that
 is present is not rebuilt. A build happens in a small generated wrapper module (go.mod requiring the
@@ -46,6 +47,13 @@ class Tool:
     # Dependencies pinned upstream at versions the Go module proxy refuses (403), each mapped to the
     # nearest served "module version"; they override the upstream replace of the same module.
     substitutes: dict = None
+    # A Helm chart instead of a binary: the chart's folder inside the module (nothing is compiled).
+    chart: str = ""
+
+    @property
+    def artifact(self):
+        """The file or folder name inside the tool's cache folder: the binary, or the chart's folder."""
+        return self.chart.rstrip("/").rsplit("/", 1)[-1] if self.chart else self.name
 
 
 def read_versions(path=VERSIONS_FILE):
@@ -124,6 +132,9 @@ TOOLS = {tool.name: tool for tool in (
     Tool("helm", "helm.sh/helm/v3", "HELM_VERSION", "helm.sh/helm/v3/cmd/helm", ["version"], ldflags=helm_ldflags),
     Tool("flux", "github.com/fluxcd/flux2/v2", "FLUX_VERSION", "github.com/fluxcd/flux2/v2/cmd/flux",
          ["version", "--client"], ldflags=flux_ldflags, prepare=flux_prepare),
+    # Cilium's Helm chart as released: the module's install/kubernetes/cilium is the chart published to
+    # helm.cilium.io (same Chart.yaml version, templates and values.schema.json).
+    Tool("cilium-chart", "github.com/cilium/cilium", "CILIUM_VERSION", "", [], chart="install/kubernetes/cilium"),
 )}
 
 
@@ -137,8 +148,15 @@ def tools_dir():
 
 
 def binary_path(tool, versions):
+    """The tool's binary, or for a chart its folder."""
     version = versions[tool.version_key]
-    return tools_dir() / ("%s-%s" % (tool.name, version)) / tool.name
+    return tools_dir() / ("%s-%s" % (tool.name, version)) / tool.artifact
+
+
+def is_built(tool, path):
+    if tool.chart:
+        return (path / "Chart.yaml").is_file()
+    return path.is_file() and os.access(path, os.X_OK)
 
 
 def go_env():
@@ -255,8 +273,30 @@ class Build:
                             capture=True).strip()
         return lookup
 
+    def copy_chart(self, staging):
+        """Copy the chart folder out of the module into staging/<chart>; returns the path."""
+        info = self.download()
+        source = Path(info["Dir"]) / self.tool.chart
+        out = staging / self.tool.artifact
+        self.log.write("\n$ (copy) %s -> %s\n" % (source, out))
+        if not (source / "Chart.yaml").is_file():
+            raise StepError("%s %s failed at step 'copy': %s has no Chart.yaml"
+                            % (self.tool.name, self.version, source))
+        shutil.copytree(source, out)
+        for path in [out, *out.rglob("*")]:  # the module cache is read-only
+            path.chmod(path.stat().st_mode | 0o200)
+        chart_yaml = (out / "Chart.yaml").read_text()
+        self.log.write("# verify: Chart.yaml\n" + chart_yaml[:200] + "\n")
+        found = re.search(r"^version:\s*['\"]?([^'\"\s]+)", chart_yaml, re.MULTILINE)
+        if not found or found.group(1) != self.version.lstrip("v"):
+            raise StepError("%s %s failed at step 'verify': Chart.yaml says version %s"
+                            % (self.tool.name, self.version, found.group(1) if found else "(none)"))
+        return out
+
     def build(self, staging):
         """Build into staging/<name>; returns the path."""
+        if self.tool.chart:
+            return self.copy_chart(staging)
         info = self.download()
         work = staging / "work"
         work.mkdir()
@@ -315,7 +355,7 @@ def locked(path):
 def build_tool(tool, versions, force=False):
     """Build one tool unless present; returns (path, seconds or None when skipped)."""
     final = binary_path(tool, versions)
-    if final.is_file() and os.access(final, os.X_OK) and not force:
+    if is_built(tool, final) and not force:
         return final, None
     logs = tools_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -335,7 +375,7 @@ def build_tool(tool, versions, force=False):
             seconds = time.monotonic() - started
             (staging / "build.json").write_text(json.dumps({
                 "name": tool.name, "module": tool.module, "version": versions[tool.version_key],
-                "package": tool.package, "seconds": round(seconds, 1),
+                "package": tool.package or None, "chart": tool.chart or None, "seconds": round(seconds, 1),
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }, indent=2) + "\n")
             log.write("\n# built in %.1fs\n" % seconds)
@@ -361,7 +401,10 @@ def write_index(versions):
     lines = []
     for tool in TOOLS.values():
         path = binary_path(tool, versions)
-        if not path.is_file():
+        if not is_built(tool, path):
+            continue
+        lines.append("%s=%s" % (env_name(tool.name), path))
+        if tool.chart:  # a chart is no command: tools.env only
             continue
         link = bin_dir / tool.name
         tmp_link = bin_dir / (".%s.tmp" % tool.name)
@@ -369,7 +412,6 @@ def write_index(versions):
             tmp_link.unlink()
         tmp_link.symlink_to(path)
         os.replace(tmp_link, link)
-        lines.append("%s=%s" % (env_name(tool.name), path))
     env_file = tools_dir() / "tools.env"
     tmp = env_file.with_suffix(".tmp")
     tmp.write_text("# Written by tools/build.\n" + "\n".join(lines) + "\n")
@@ -385,7 +427,7 @@ def main(argv=None):
     parser.add_argument("names", nargs="*", metavar="NAME", help="tools to build (default: all): %s"
                         % ", ".join(TOOLS))
     parser.add_argument("--print-path", metavar="NAME", choices=sorted(TOOLS),
-                        help="print the path of NAME's binary (exit 1 when it is not built)")
+                        help="print the path of NAME's binary or chart folder (exit 1 when it is not built)")
     parser.add_argument("--list", action="store_true", help="list the tools, versions, modules and states")
     parser.add_argument("--force", action="store_true", help="rebuild even when present")
     args = parser.parse_args(argv)
@@ -393,7 +435,7 @@ def main(argv=None):
 
     if args.print_path:
         path = binary_path(TOOLS[args.print_path], versions)
-        if not path.is_file():
+        if not is_built(TOOLS[args.print_path], path):
             sys.stderr.write("tools/build: %s is not built (%s missing); run `make tools`\n" % (args.print_path, path))
             return 1
         print(path)
@@ -402,7 +444,7 @@ def main(argv=None):
         for tool in TOOLS.values():
             path = binary_path(tool, versions)
             print("%-15s %-9s %-30s %s" % (tool.name, versions[tool.version_key], tool.module,
-                                           path if path.is_file() else "(not built)"))
+                                           path if is_built(tool, path) else "(not built)"))
         return 0
 
     unknown = [name for name in args.names if name not in TOOLS]
