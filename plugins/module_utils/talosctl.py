@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
+import base64
+import datetime
 import hashlib
 import os
 import shutil
+import tempfile
 
 TOOLS_ENV = os.path.join("turnkey-cluster", "tools", "tools.env")
 # Machine-config fields that hold private keys, tokens or encryption secrets.
@@ -64,3 +67,68 @@ def redact(value):
     if isinstance(value, list):
         return [redact(item) for item in value]
     return value
+
+
+def private_file(folder, name, text):
+    """A new file readable only by us (secrets bundles, patches handed to talosctl)."""
+    path = os.path.join(folder, name)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        handle.write(text)
+    return path
+
+
+def write_private(path, content):
+    """Writes bytes to path atomically with mode 0600 (its folder made 0700 when missing)."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(content)
+        os.chmod(temp, 0o600)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def node_args(talosconfig, node, endpoint=None):
+    """The connection flags of a talosctl call aimed at one node."""
+    return ["--talosconfig", talosconfig, "--nodes", node, "--endpoints", endpoint or node]
+
+
+def in_maintenance(module, talosctl, talosconfig, node, endpoint=None):
+    """True when the node runs in maintenance mode (no machine config yet), False when configured.
+
+    Maintenance mode answers `version --insecure`; a configured node refuses a client without a certificate
+    (TLS 1.3 may show that as a broken pipe rather than the alert) and answers with the talosconfig's.
+    Neither: the module fails with the node's name and both answers.
+    """
+    env = {"LC_ALL": "C"}
+    connection = node_args(talosconfig, node, endpoint)
+    rc, out, err = module.run_command([talosctl, "version", "--insecure", "--json"] + connection,
+                                      check_rc=False, environ_update=env)
+    if rc == 0:
+        return True
+    insecure = (err or out).strip()
+    rc, out, err = module.run_command([talosctl, "version", "--json"] + connection, check_rc=False, environ_update=env)
+    if rc == 0:
+        return False
+    module.fail_json(msg="node %s does not answer on the Talos API (port 50000): in maintenance mode: %s; "
+                         "with the talosconfig: %s" % (node, insecure, (err or out).strip()))
+
+
+def certificate_expiry(pem_b64):
+    """(expiry as ISO text, whole days left) of a base64-encoded PEM certificate; (None, None) if unreadable."""
+    try:
+        from cryptography import x509
+    except ImportError:  # pragma: no cover - cryptography comes with the controller's requirements
+        return None, None
+    try:
+        cert = x509.load_pem_x509_certificate(base64.b64decode(pem_b64))
+    except (ValueError, TypeError):
+        return None, None
+    expires = cert.not_valid_after_utc
+    left = (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds() / 86400
+    return expires.isoformat(), int(left)

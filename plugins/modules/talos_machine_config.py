@@ -132,7 +132,13 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 
-from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import find_talosctl, redact, run_talosctl
+from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
+    find_talosctl,
+    private_file,
+    redact,
+    run_talosctl,
+    write_private,
+)
 
 try:
     import yaml
@@ -140,16 +146,9 @@ except ImportError:  # pragma: no cover - PyYAML comes with ansible-core
     yaml = None
 
 
-def _private_file(folder, name, text):
-    path = os.path.join(folder, name)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
-        handle.write(text)
-    return path
-
-
 def render(module, talosctl, work):
     p = module.params
-    secrets = _private_file(work, "secrets.yaml", json.dumps(p["secrets"]))
+    secrets = private_file(work, "secrets.yaml", json.dumps(p["secrets"]))
     args = ["gen", "config", p["cluster_name"], p["endpoint"], "--with-secrets", secrets,
             "--output-types", p["machine_type"], "--output", os.path.join(work, "config.yaml"),
             "--with-docs=false", "--with-examples=false", "--kubernetes-version", p["kubernetes_version"],
@@ -159,28 +158,13 @@ def render(module, talosctl, work):
         args += ["--install-image", p["install_image"]]
     for index, patch in enumerate(p["patches"]):
         text = patch if isinstance(patch, str) else json.dumps(patch)
-        args += ["--config-patch", "@" + _private_file(work, "patch-%02d.yaml" % index, text)]
+        args += ["--config-patch", "@" + private_file(work, "patch-%02d.yaml" % index, text)]
     run_talosctl(module, talosctl, args, "gen config")
     config = os.path.join(work, "config.yaml")
     run_talosctl(module, talosctl, ["validate", "--config", config, "--mode", p["validate_mode"], "--strict"],
                  "validate")
     with open(config, "rb") as handle:
         return handle.read()
-
-
-def write_private(path, content):
-    folder = os.path.dirname(path)
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(content)
-        os.chmod(temp, 0o600)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 def shown(content):

@@ -1,0 +1,102 @@
+#!/usr/bin/python
+# Copyright: turnkey.cluster maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: talos_bootstrap
+short_description: Bootstrap etcd on the first Talos control plane, exactly once
+version_added: 0.1.0
+description:
+  - Runs C(talosctl bootstrap) against one configured control plane.
+  - A cluster already bootstrapped (Talos answers C(AlreadyExists), C(etcd data directory is not empty))
+    is success with no change, so running it again is harmless.
+  - A node still in maintenance mode (no machine config applied) is an error that says so, instead of the
+    TLS error C(talosctl) would print.
+author: turnkey.cluster maintainers (!UNKNOWN)
+options:
+  node:
+    description: The control plane's address on the Talos API.
+    type: str
+    required: true
+  endpoint:
+    description: The Talos API endpoint to go through. Default - the node itself.
+    type: str
+  talosconfig:
+    description: The talosconfig with the client certificate.
+    type: path
+    required: true
+  talosctl_path:
+    description:
+      - The talosctl to run. Default - C($TURNKEY_TALOSCTL), then the one C(make tools) built, then
+        C(talosctl) on C(PATH).
+    type: path
+attributes:
+  check_mode:
+    support: full
+    description: Asks the node for its etcd members; reports a change only when etcd does not run yet.
+  diff_mode:
+    support: none
+    description: Bootstrap has nothing to compare.
+"""
+
+EXAMPLES = r"""
+- name: Bootstrap etcd once
+  turnkey.cluster.talos_bootstrap:
+    node: 192.168.1.11
+    talosconfig: "{{ inventory_dir }}/.state/talos/talosconfig"
+  run_once: true
+"""
+
+RETURN = r"""
+bootstrapped:
+  description: Whether this run bootstrapped the cluster (false when it already was).
+  returned: always
+  type: bool
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
+    find_talosctl,
+    in_maintenance,
+    node_args,
+)
+
+# What Talos answers once etcd has data: the cluster is bootstrapped.
+ALREADY = ("AlreadyExists", "etcd data directory is not empty")
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            node=dict(type="str", required=True),
+            endpoint=dict(type="str"),
+            talosconfig=dict(type="path", required=True),
+            talosctl_path=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    talosctl = find_talosctl(module)
+    if in_maintenance(module, talosctl, p["talosconfig"], p["node"], p["endpoint"]):
+        module.fail_json(msg="%s is still in maintenance mode (no machine config applied): apply its config "
+                             "before bootstrap" % p["node"])
+    connection = node_args(p["talosconfig"], p["node"], p["endpoint"])
+    env = {"LC_ALL": "C"}
+    if module.check_mode:
+        # etcd answers its member list only once bootstrapped
+        rc, _out, _err = module.run_command([talosctl, "etcd", "members"] + connection, environ_update=env)
+        module.exit_json(changed=rc != 0, bootstrapped=rc != 0)
+    rc, out, err = module.run_command([talosctl, "bootstrap"] + connection, environ_update=env)
+    text = (err or out).strip()
+    if rc == 0:
+        module.exit_json(changed=True, bootstrapped=True)
+    if any(marker in text for marker in ALREADY):
+        module.exit_json(changed=False, bootstrapped=False)
+    module.fail_json(msg="talosctl bootstrap on %s failed (exit %d): %s" % (p["node"], rc, text), rc=rc)
+
+
+if __name__ == "__main__":
+    main()
