@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sort"
 	"strconv"
 	"sync"
 
@@ -33,6 +34,7 @@ type fleet struct {
 	servers   map[string]*grpc.Server
 	lastBytes []byte
 	issuers   sync.Map
+	cp        *controlPlane // nil-safe: set by main
 }
 
 func newFleet(stateDir string, port int) *fleet {
@@ -44,6 +46,21 @@ func (f *fleet) count() int {
 	defer f.mu.Unlock()
 
 	return len(f.nodes)
+}
+
+// all is every node served, in a stable order (by IP).
+func (f *fleet) all() []*node {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	out := make([]*node, 0, len(f.nodes))
+	for _, n := range f.nodes {
+		out = append(out, n)
+	}
+
+	sort.Slice(out, func(i, j int) bool { return out[i].ip < out[j].ip })
+
+	return out
 }
 
 // lookup finds a node by IP or name (talosctl -n accepts either, real apid resolves names by DNS).

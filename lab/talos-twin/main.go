@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"log"
 	"os"
@@ -16,6 +17,9 @@ func main() {
 	stateDir := flag.String("state", "", "folder where each node's applied config and mode persist")
 	port := flag.Int("port", 50000, "port every node listens on")
 	reload := flag.Duration("reload", 2*time.Second, "how often the nodes file is re-read")
+	etcd := flag.String("etcd", os.Getenv("TURNKEY_ETCD"), "etcd binary run on bootstrap (default $TURNKEY_ETCD)")
+	apiserver := flag.String("kube-apiserver", os.Getenv("TURNKEY_KUBE_APISERVER"),
+		"kube-apiserver binary run on bootstrap (default $TURNKEY_KUBE_APISERVER)")
 	flag.Parse()
 
 	if *nodesFile == "" || *stateDir == "" {
@@ -27,6 +31,22 @@ func main() {
 	}
 
 	fleet := newFleet(*stateDir, *port)
+	fleet.cp = newControlPlane(fleet, *etcd, *apiserver)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	running := make(chan struct{})
+
+	if fleet.cp.enabled() {
+		go func() {
+			fleet.cp.run(ctx)
+			close(running)
+		}()
+	} else {
+		close(running)
+		log.Print("talos-twin: no etcd/kube-apiserver given: bootstrap only records state, no control plane runs")
+	}
 
 	// the first load must work: a twin that serves nothing is a configuration error
 	if err := fleet.sync(*nodesFile); err != nil {
@@ -50,6 +70,8 @@ func main() {
 		case sig := <-signals:
 			log.Printf("talos-twin: %s, stopping", sig)
 			fleet.stopAll()
+			cancel()
+			<-running // etcd and kube-apiserver stopped
 
 			return
 		}

@@ -1,0 +1,523 @@
+package main
+
+import (
+	"context"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/siderolabs/talos/pkg/machinery/config"
+)
+
+// controlPlane runs the real Kubernetes control plane behind the twin once a node is bootstrapped: one
+// etcd member per configured control plane (the bootstrap node starts the cluster, the others join it)
+// and one kube-apiserver on the cluster endpoint, with certificates issued from the machine configs' CAs.
+// Everything lives in <state>/_cluster (an underscore: never a node's hostname).
+type controlPlane struct {
+	fleet                 *fleet
+	etcdBin, apiserverBin string
+	dir                   string
+
+	mu        sync.Mutex
+	etcds     map[string]*process // by node name
+	apiserver *process
+	api       *kubeAPI
+	info      *clusterInfo
+	nodes     nodeRegistry
+}
+
+// clusterInfo is what the control plane is made from: the bootstrap node's config.
+type clusterInfo struct {
+	name, endpoint, endpointHost, serviceCIDR, dnsDomain string
+	certSANs                                             []string
+	clusterCA, etcdCA                                    *authority
+	serviceAccountKey                                    []byte
+	adminLifetime                                        time.Duration
+}
+
+// member is a control plane that runs (or will run) an etcd member.
+type member struct {
+	name, ip string
+}
+
+func (m member) peerURL() string   { return "https://" + net.JoinHostPort(m.ip, "2380") }
+func (m member) clientURL() string { return "https://" + net.JoinHostPort(m.ip, "2379") }
+
+func newControlPlane(f *fleet, etcdBin, apiserverBin string) *controlPlane {
+	return &controlPlane{
+		fleet: f, etcdBin: etcdBin, apiserverBin: apiserverBin, dir: filepath.Join(f.stateDir, "_cluster"),
+		etcds: map[string]*process{},
+	}
+}
+
+func (c *controlPlane) enabled() bool { return c.etcdBin != "" && c.apiserverBin != "" }
+
+func (c *controlPlane) pki(name string) string { return filepath.Join(c.dir, "pki", name) }
+
+func infoFrom(cfg config.Provider) (*clusterInfo, error) {
+	cluster := cfg.Cluster()
+
+	clusterCA, err := newAuthority(cluster.IssuingCA(), "cluster.ca")
+	if err != nil {
+		return nil, err
+	}
+
+	etcdCA, err := newAuthority(cluster.Etcd().CA(), "cluster.etcd.ca")
+	if err != nil {
+		return nil, err
+	}
+
+	sa := cluster.ServiceAccount()
+	if sa == nil || len(sa.Key) == 0 {
+		return nil, errors.New("cluster.serviceAccount.key is empty")
+	}
+
+	endpoint := cluster.Endpoint()
+	if endpoint == nil {
+		return nil, errors.New("cluster.controlPlane.endpoint is empty")
+	}
+
+	services := cluster.Network().ServiceCIDRs()
+	if len(services) == 0 {
+		services = []string{"10.96.0.0/12"}
+	}
+
+	lifetime := cluster.AdminKubeconfig().CertLifetime()
+	if lifetime <= 0 {
+		lifetime = 365 * 24 * time.Hour
+	}
+
+	return &clusterInfo{
+		name: cluster.Name(), endpoint: endpoint.String(), endpointHost: endpoint.Hostname(),
+		serviceCIDR: strings.Join(services, ","), dnsDomain: cluster.Network().DNSDomain(),
+		certSANs: cluster.CertSANs(), clusterCA: clusterCA, etcdCA: etcdCA, serviceAccountKey: sa.Key,
+		adminLifetime: lifetime,
+	}, nil
+}
+
+// run reconciles every second until ctx ends, then stops every process.
+func (c *controlPlane) run(ctx context.Context) {
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+
+	for {
+		if err := c.reconcile(); err != nil {
+			log.Printf("talos-twin: control plane: %v", err)
+		}
+
+		select {
+		case <-ctx.Done():
+			c.stopAll()
+
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// configured lists the configured nodes and finds the bootstrapped one.
+func (c *controlPlane) configured() (cps []member, all []*node, bootstrap *node) {
+	for _, n := range c.fleet.all() {
+		n.mu.Lock()
+		if n.active != nil {
+			all = append(all, n)
+
+			if n.active.Machine().Type().IsControlPlane() {
+				cps = append(cps, member{name: hostnameOf(n), ip: n.ip})
+
+				if n.state.Bootstrapped {
+					bootstrap = n
+				}
+			}
+		}
+		n.mu.Unlock()
+	}
+
+	// the bootstrap node first: it starts the etcd cluster
+	if bootstrap != nil {
+		sort.SliceStable(cps, func(i, j int) bool { return cps[i].ip == bootstrap.ip && cps[j].ip != bootstrap.ip })
+	}
+
+	return cps, all, bootstrap
+}
+
+//nolint:gocyclo,cyclop
+func (c *controlPlane) reconcile() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	cps, all, bootstrap := c.configured()
+	if bootstrap == nil {
+		// no cluster (yet, or any more: its nodes are gone); nothing runs
+		c.stopLocked()
+
+		return nil
+	}
+
+	if c.info == nil {
+		bootstrap.mu.Lock()
+		info, err := infoFrom(bootstrap.active)
+		bootstrap.mu.Unlock()
+
+		if err != nil {
+			return err
+		}
+
+		c.info = info
+		if err = c.writeSharedPKI(); err != nil {
+			return err
+		}
+	}
+
+	// etcd members of control planes that are gone leave the cluster
+	wanted := map[string]bool{}
+	for _, m := range cps {
+		wanted[m.name] = true
+	}
+
+	for name, p := range c.etcds {
+		if !wanted[name] {
+			c.leave(name, p)
+		}
+	}
+
+	for _, m := range cps {
+		if p := c.etcds[m.name]; p != nil && p.alive() {
+			continue
+		}
+
+		if err := c.startEtcd(m, cps); err != nil {
+			return fmt.Errorf("etcd on %s: %w", m.name, err)
+		}
+		// one join per round: the next member is added once this one has started
+		if !exists(filepath.Join(c.dir, "etcd", m.name, "member")) {
+			return nil
+		}
+	}
+
+	if c.apiserver == nil || !c.apiserver.alive() {
+		if err := c.startAPIServer(cps); err != nil {
+			return fmt.Errorf("kube-apiserver: %w", err)
+		}
+	}
+
+	if err := c.api.ready(); err != nil {
+		return nil //nolint:nilerr // still starting: the next round looks again
+	}
+
+	return c.nodes.reconcile(c.api, all)
+}
+
+func (c *controlPlane) writeSharedPKI() error {
+	info := c.info
+
+	if err := writePrivate(c.pki("ca.crt"), info.clusterCA.crtPEM); err != nil {
+		return err
+	}
+
+	if err := writePrivate(c.pki("etcd-ca.crt"), info.etcdCA.crtPEM); err != nil {
+		return err
+	}
+
+	if err := writePrivate(c.pki("service-account.key"), info.serviceAccountKey); err != nil {
+		return err
+	}
+
+	client, err := info.etcdCA.issue(pkix.Name{CommonName: "kube-apiserver-etcd-client"}, nil, clientOnly, 365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+
+	if err = client.write(c.pki("etcd-client")); err != nil {
+		return err
+	}
+
+	// the twin's own identity towards the API server, as kubelets and controllers have theirs
+	admin, err := info.clusterCA.issue(pkix.Name{CommonName: "talos-twin", Organization: []string{"system:masters"}},
+		nil, clientOnly, 365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+
+	if err = admin.write(c.pki("twin-admin")); err != nil {
+		return err
+	}
+
+	c.api, err = newKubeAPI(info.endpoint, info.clusterCA.crtPEM, admin)
+
+	return err
+}
+
+func (c *controlPlane) etcdClient() (*etcdClient, error) {
+	return newEtcdClient(c.pki("etcd-ca.crt"), c.pki("etcd-client.crt"), c.pki("etcd-client.key"))
+}
+
+// startEtcd starts m's member: from its data when it has some, as the first member of a new cluster on
+// the bootstrap node, else after adding it to the running cluster.
+func (c *controlPlane) startEtcd(m member, cps []member) error {
+	data := filepath.Join(c.dir, "etcd", m.name)
+	base := c.pki("etcd-" + m.name)
+
+	if !exists(base + ".crt") {
+		pair, err := c.info.etcdCA.issue(pkix.Name{CommonName: m.name}, []string{m.ip, m.name, "localhost", "127.0.0.1"},
+			serverAndClient, 10*365*24*time.Hour)
+		if err != nil {
+			return err
+		}
+
+		if err = pair.write(base); err != nil {
+			return err
+		}
+	}
+
+	initial, state := m.name+"="+m.peerURL(), "new"
+
+	switch {
+	case exists(filepath.Join(data, "member")):
+		state = "existing" // a restart: etcd reads the cluster from its data, the flags are ignored
+	case m.ip != cps[0].ip:
+		// a control plane joining: member add on a running member, then start with the whole list
+		client, err := c.etcdClient()
+		if err != nil {
+			return err
+		}
+
+		members, err := client.addMember(c.runningClientURLs(), m.peerURL())
+		if err != nil {
+			return err
+		}
+
+		var list []string
+
+		for _, existing := range members {
+			name := existing.Name
+			if name == "" {
+				name = m.name // the member just added has no name until it starts
+			}
+
+			for _, peer := range existing.PeerURLs {
+				list = append(list, name+"="+peer)
+			}
+		}
+
+		initial, state = strings.Join(list, ","), "existing"
+	}
+
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return err
+	}
+
+	args := []string{
+		"--name", m.name, "--data-dir", data,
+		"--listen-client-urls", m.clientURL(), "--advertise-client-urls", m.clientURL(),
+		"--listen-peer-urls", m.peerURL(), "--initial-advertise-peer-urls", m.peerURL(),
+		"--initial-cluster", initial, "--initial-cluster-state", state,
+		"--cert-file", base + ".crt", "--key-file", base + ".key", "--trusted-ca-file", c.pki("etcd-ca.crt"),
+		"--client-cert-auth",
+		"--peer-cert-file", base + ".crt", "--peer-key-file", base + ".key", "--peer-trusted-ca-file", c.pki("etcd-ca.crt"),
+		"--peer-client-cert-auth",
+	}
+
+	p, err := startProcess(c.etcdBin, args, filepath.Join(c.dir, "logs", "etcd-"+m.name+".log"))
+	if err != nil {
+		return err
+	}
+
+	c.etcds[m.name] = p
+	log.Printf("talos-twin: etcd member %s started on %s (%s cluster)", m.name, m.clientURL(), state)
+
+	return waitFor(10*time.Second, func() error { return checkTCP(net.JoinHostPort(m.ip, "2379")) })
+}
+
+func (c *controlPlane) runningClientURLs() []string {
+	var urls []string
+
+	for _, n := range c.fleet.all() {
+		if p := c.etcds[hostnameOfLocked(n)]; p != nil && p.alive() {
+			urls = append(urls, "https://"+net.JoinHostPort(n.ip, "2379"))
+		}
+	}
+
+	return urls
+}
+
+// leave removes a member from etcd (a control plane reset or gone), stops it and wipes its data.
+func (c *controlPlane) leave(name string, p *process) {
+	if client, err := c.etcdClient(); err == nil {
+		if err = client.removeMember(c.runningClientURLs(), name); err != nil {
+			log.Printf("talos-twin: etcd member %s: leave: %v", name, err)
+		}
+	}
+
+	p.stop()
+	delete(c.etcds, name)
+
+	if err := os.RemoveAll(filepath.Join(c.dir, "etcd", name)); err != nil {
+		log.Printf("talos-twin: etcd member %s: %v", name, err)
+	}
+
+	log.Printf("talos-twin: etcd member %s left the cluster", name)
+}
+
+func (c *controlPlane) startAPIServer(cps []member) error {
+	info := c.info
+	base := c.pki("apiserver")
+
+	if !exists(base + ".crt") {
+		names := []string{info.endpointHost, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+			"kubernetes.default.svc." + info.dnsDomain, "localhost", "127.0.0.1"}
+		if ip := firstServiceIP(info.serviceCIDR); ip != "" {
+			names = append(names, ip)
+		}
+
+		for _, m := range cps {
+			names = append(names, m.ip)
+		}
+
+		pair, err := info.clusterCA.issue(pkix.Name{CommonName: "kube-apiserver"}, append(names, info.certSANs...),
+			serverOnly, 365*24*time.Hour)
+		if err != nil {
+			return err
+		}
+
+		if err = pair.write(base); err != nil {
+			return err
+		}
+	}
+
+	// every member, running or not yet: the API server balances over those that answer
+	servers := make([]string, 0, len(cps))
+	for _, m := range cps {
+		servers = append(servers, m.clientURL())
+	}
+
+	endpoint, err := url.Parse(info.endpoint)
+	if err != nil {
+		return err
+	}
+
+	port := endpoint.Port()
+	if port == "" {
+		port = "443"
+	}
+
+	args := []string{
+		"--bind-address", info.endpointHost, "--advertise-address", info.endpointHost, "--secure-port", port,
+		"--etcd-servers", strings.Join(servers, ","), "--etcd-cafile", c.pki("etcd-ca.crt"),
+		"--etcd-certfile", c.pki("etcd-client.crt"), "--etcd-keyfile", c.pki("etcd-client.key"),
+		"--client-ca-file", c.pki("ca.crt"), "--tls-cert-file", base + ".crt", "--tls-private-key-file", base + ".key",
+		"--service-account-key-file", c.pki("service-account.key"),
+		"--service-account-signing-key-file", c.pki("service-account.key"),
+		"--service-account-issuer", info.endpoint, "--api-audiences", info.endpoint,
+		"--service-cluster-ip-range", info.serviceCIDR,
+		// as Talos runs it: RBAC and the node authorizer, privileged pods allowed (Cilium needs them)
+		"--authorization-mode", "Node,RBAC", "--allow-privileged=true", "--profiling=false",
+		"--cert-dir", filepath.Join(c.dir, "apiserver"),
+	}
+
+	p, err := startProcess(c.apiserverBin, args, filepath.Join(c.dir, "logs", "kube-apiserver.log"))
+	if err != nil {
+		return err
+	}
+
+	c.apiserver = p
+	log.Printf("talos-twin: kube-apiserver started on %s (etcd %s)", info.endpoint, strings.Join(servers, ","))
+
+	return nil
+}
+
+// members lists the etcd members as etcd reports them; an error before bootstrap or with no member up.
+func (c *controlPlane) members() ([]etcdMember, error) {
+	c.mu.Lock()
+	urls := c.runningClientURLs()
+	c.mu.Unlock()
+
+	if len(urls) == 0 {
+		return nil, errors.New("etcd is not running")
+	}
+
+	client, err := c.etcdClient()
+	if err != nil {
+		return nil, err
+	}
+
+	return client.listMembers(urls)
+}
+
+// etcdRunning tells whether the node's etcd member runs (for the service list).
+func (c *controlPlane) etcdRunning(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	p := c.etcds[name]
+
+	return p != nil && p.alive()
+}
+
+func (c *controlPlane) stopAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	c.stopLocked()
+}
+
+func (c *controlPlane) stopLocked() {
+	if c.apiserver != nil {
+		c.apiserver.stop()
+		c.apiserver = nil
+	}
+
+	for name, p := range c.etcds {
+		p.stop()
+		delete(c.etcds, name)
+	}
+
+	c.info, c.api = nil, nil
+	c.nodes = nodeRegistry{}
+}
+
+func firstServiceIP(cidrs string) string {
+	_, network, err := net.ParseCIDR(strings.Split(cidrs, ",")[0])
+	if err != nil {
+		return ""
+	}
+
+	ip := network.IP.To4()
+	if ip == nil {
+		return ""
+	}
+
+	next := make(net.IP, len(ip))
+	copy(next, ip)
+	next[3]++
+
+	return next.String()
+}
+
+// hostnameOf is the node's name in Kubernetes and etcd: the HostnameConfig document's hostname, then
+// machine.network.hostname, then the twin's name for the node. Callers hold n.mu.
+func hostnameOf(n *node) string {
+	if n.active != nil {
+		if h := n.active.NetworkHostnameConfig(); h != nil && h.Hostname() != "" {
+			return h.Hostname()
+		}
+	}
+
+	return n.name
+}
+
+func hostnameOfLocked(n *node) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+
+	return hostnameOf(n)
+}
