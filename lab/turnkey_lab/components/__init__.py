@@ -8,9 +8,10 @@ from .hetzner import HetznerTwin
 from .image_factory import ImageFactory
 from .openbao import OpenBao
 from .proxmox import Proxmox
+from .talos import TalosNodes
 
 # Start order; `lab up` without --components runs all of them.
-COMPONENTS: tuple[type[Component], ...] = (OpenBao, Proxmox, ImageFactory, HetznerTwin)
+COMPONENTS: tuple[type[Component], ...] = (OpenBao, Proxmox, ImageFactory, HetznerTwin, TalosNodes)
 
 __all__ = ["COMPONENTS", "PROFILES", "Component", "Health", "build", "names"]
 

@@ -141,8 +141,13 @@ class ProxmoxTwin(Twin):
         if path == "/_lab/vms" and request.method == "GET":
             with self.store.lock:
                 vms = copy.deepcopy(self.store.data["vms"])
+            boot = self.latency.seconds("agent_boot")
+            # "booted": the guest is up (its agent answers); a Talos node twin appears only then
             return Response.json({vmid: {"name": vm["config"].get("name"), "status": vm["status"],
-                                         "network": vm.get("network")} for vmid, vm in vms.items()})
+                                         "network": vm.get("network"),
+                                         "booted": vm["status"] == "running"
+                                         and time.time() - (vm.get("started") or 0) >= boot}
+                                  for vmid, vm in vms.items()})
         return None
 
     def _init(self) -> Response:
