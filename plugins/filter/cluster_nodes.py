@@ -20,6 +20,8 @@ def cluster_nodes(hostvars, hosts):
                   "providers": [provider for group, provider in PROVIDER_GROUPS.items() if group in groups]}
         for key in NODE_VARIABLES:
             record[key] = variables.get("node_" + key)
+        # where talosctl reaches the node: hetzner_nodes records a public address when it uses one
+        record["talos_address"] = variables.get("hetzner_nodes_talos_api_address") or record["ip"]
         nodes.append(record)
     return nodes
 

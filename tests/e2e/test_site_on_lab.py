@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 import requests
+import yaml
 
 from tests.playbook_runner import BIN, REPO, copy_inventory, recap, run_playbook
 
@@ -50,6 +51,39 @@ def hetzner_servers(lab_state):
     return {server["name"]: server for server in answer.json()["servers"]}
 
 
+ALL_NODES = [*PROXMOX_NODES, "hcloud-worker1"]
+
+
+def tools_env():
+    path = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                        "turnkey-cluster", "tools", "tools.env")
+    with open(path) as handle:
+        return dict(line.strip().split("=", 1) for line in handle if "=" in line)
+
+
+def kubectl_json(kubeconfig, *args):
+    """kubectl (the real one, built by make tools) with the fetched kubeconfig, unmodified."""
+    done = subprocess.run([tools_env()["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), *args, "-o", "json"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def ready(node):
+    return next(c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready") == "True"
+
+
+def changed_hosts(stdout, task):
+    """Hosts a task reported changed in the default callback's output."""
+    hosts, current = set(), None
+    for line in stdout.splitlines():
+        if line.startswith("TASK ["):
+            current = task in line
+        elif current and line.startswith("changed: ["):
+            hosts.add(line.split("[", 1)[1].split("]", 1)[0])
+    return hosts
+
+
 def digests(folder):
     return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.glob("*.vault.yml"))}
 
@@ -88,3 +122,37 @@ def test_site_converges_on_the_lab_then_changes_nothing(lab, tmp_path):
     servers = hetzner_servers(lab)
     assert servers["hcloud-worker1"]["status"] == "running"
     assert [n["ip"] for n in servers["hcloud-worker1"]["private_net"]] == ["127.3.0.10"]
+
+    # ...and they are one Kubernetes cluster: the fetched kubeconfig works with the real kubectl, every node
+    # is registered by name with its config's labels and address, and Ready now that Cilium runs.
+    state = tmp_path / "state"
+    for name in ("kubeconfig", "talos/talosconfig"):
+        assert (state / name).stat().st_mode & 0o777 == 0o600, name
+    nodes = {n["metadata"]["name"]: n for n in kubectl_json(state / "kubeconfig", "get", "nodes")["items"]}
+    assert sorted(nodes) == sorted(ALL_NODES)
+    assert all(ready(node) for node in nodes.values()), {n: ready(node) for n, node in nodes.items()}
+    assert nodes["worker1"]["metadata"]["labels"]["topology.kubernetes.io/zone"] == "proxmox-pve"
+    assert nodes["hcloud-worker1"]["metadata"]["labels"]["topology.kubernetes.io/zone"] == "hetzner-fsn1"
+    assert {"type": "InternalIP", "address": "127.2.2.1"} in nodes["worker1"]["status"]["addresses"]
+    assert "node-role.kubernetes.io/control-plane" in nodes["cp1"]["metadata"]["labels"]
+    cilium = kubectl_json(state / "kubeconfig", "-n", "kube-system", "get", "daemonset", "cilium")
+    assert cilium["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    keys = kubectl_json(state / "kubeconfig", "-n", "kube-system", "get", "secrets", "-l",
+                        "sealedsecrets.bitnami.com/sealed-secrets-key=active")["items"]
+    assert len(keys) == 1
+
+    # One patch changed for one node: --check --diff shows it for that node only, the run applies it there only.
+    host_vars = inventory / "host_vars"
+    host_vars.mkdir(exist_ok=True)
+    (host_vars / "worker2.yml").write_text(yaml.safe_dump(
+        {"talos_config_node_patches": [{"machine": {"nodeLabels": {"turnkey.test/patched": "yes"}}}]}))
+    check = run_playbook("-i", str(inventory), "--check", "--diff", env=env)
+    assert check.returncode == 0, check.stdout[-4000:]
+    assert {host for host, counts in recap(check.stdout).items() if counts["changed"]} == {"worker2"}
+    assert "turnkey.test/patched" in check.stdout
+    patched = run_playbook("-i", str(inventory), env=env)
+    assert patched.returncode == 0, patched.stdout[-4000:]
+    assert changed_hosts(patched.stdout, "Apply the machine config, dry run first") == {"worker2"}
+    assert {host for host, counts in recap(patched.stdout).items() if counts["changed"]} == {"worker2"}
+    labels = kubectl_json(state / "kubeconfig", "get", "node", "worker2")["metadata"]["labels"]
+    assert labels.get("turnkey.test/patched") == "yes"
