@@ -422,6 +422,8 @@ func (c *controlPlane) startAPIServer(cps []member) error {
 		// as Talos runs it: RBAC and the node authorizer, privileged pods allowed (Cilium needs them)
 		"--authorization-mode", "Node,RBAC", "--allow-privileged=true", "--profiling=false",
 		"--cert-dir", filepath.Join(c.dir, "apiserver"),
+		// the lab's endpoint is a loopback address, which an Endpoints object refuses: no endpoint reconciler
+		"--endpoint-reconciler-type", "none",
 	}
 
 	p, err := startProcess(c.apiserverBin, args, filepath.Join(c.dir, "logs", "kube-apiserver.log"))

@@ -1,0 +1,176 @@
+"""The real Kubernetes control plane behind the Talos node twin: bootstrap starts a real etcd member on
+the first control plane, the others join it, a real kube-apiserver serves on the cluster endpoint with
+the configs' CA and service-account key, and every configured node registers a Node, NotReady until a
+CNI (Cilium's DaemonSet) exists. All driven by the unmodified talosctl and kubectl, on 127.92.1.x."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.lab.test_talos_twin import (  # noqa: F401 # pylint: disable=unused-import
+    Twin,
+    run,
+    talosctl,
+    twin_binary,
+    wait_listening,
+)
+
+NODES = {"cp1": "127.92.1.1", "cp2": "127.92.1.2", "cp3": "127.92.1.3", "w1": "127.92.1.4"}
+ENDPOINT = "https://127.92.1.100:6443"
+TOOLS_ENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "turnkey-cluster/tools/tools.env"
+
+
+def tools() -> dict[str, str]:
+    if not TOOLS_ENV.exists():
+        pytest.fail("the Go tools are not built: run `make tools`")
+    return dict(line.split("=", 1) for line in TOOLS_ENV.read_text().splitlines() if "=" in line)
+
+
+def node_config(gen: Path, name: str) -> Path:
+    """The generated config of the node's type, with its hostname (a HostnameConfig document)."""
+    source = gen / ("worker.yaml" if name.startswith("w") else "controlplane.yaml")
+    documents = [d for d in yaml.safe_load_all(source.read_text()) if d.get("kind") != "HostnameConfig"]
+    documents.append({"apiVersion": "v1alpha1", "kind": "HostnameConfig", "hostname": name, "auto": "off"})
+    labels = documents[0]["machine"].get("nodeLabels") or {}
+    documents[0]["machine"]["nodeLabels"] = {**labels, "turnkey.test/node": name}
+    out = gen / ("%s.yaml" % name)
+    out.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return out
+
+
+def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
+    done = subprocess.run([tools()["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), *args], input=stdin,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def eventually(check, timeout: float = 60, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {timeout} s: {what}") from None
+            time.sleep(0.5)
+
+
+def children_of(pid: int) -> list[str]:
+    """Command names of the processes whose parent is pid."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(stat.split("(", 1)[1].rsplit(")", 1)[0])
+    return found
+
+
+@pytest.fixture
+def cluster(twin_binary, talosctl, tmp_path):  # noqa: F811
+    gen = tmp_path / "gen"
+    run(talosctl, "gen", "config", "twin", ENDPOINT, "-o", str(gen), "--with-docs=false", "--with-examples=false")
+    twin = Twin(twin_binary, tmp_path, NODES)
+    env = tools()
+    twin.binary_args = ["--etcd", env["TURNKEY_ETCD"], "--kube-apiserver", env["TURNKEY_KUBE_APISERVER"]]
+    start(twin)
+    try:
+        yield twin, gen
+    finally:
+        twin.stop()
+
+
+def start(twin: Twin) -> None:
+    twin.log = open(twin.root / "twin.log", "a")  # noqa: SIM115 - closed in Twin.stop()
+    twin.proc = subprocess.Popen([twin.binary, "--nodes", str(twin.nodes_file), "--state", str(twin.state),
+                                  "--reload", "200ms", *twin.binary_args], stdout=twin.log, stderr=subprocess.STDOUT)
+    for ip in NODES.values():
+        wait_listening(ip)
+
+
+def test_bootstrap_brings_up_etcd_the_api_server_and_nodes(cluster, talosctl, tmp_path):  # noqa: F811
+    twin, gen = cluster
+    talosconfig = str(gen / "talosconfig")
+    for name, ip in NODES.items():
+        run(talosctl, "apply-config", "--insecure", "-n", ip, "-e", ip, "-f", str(node_config(gen, name)))
+    cp1 = NODES["cp1"]
+    before = run(talosctl, "--talosconfig", talosconfig, "-n", cp1, "-e", cp1, "etcd", "members", ok=False)
+    assert "etcd is not running" in before.output
+    run(talosctl, "--talosconfig", talosconfig, "-n", cp1, "-e", cp1, "bootstrap")
+
+    # every control plane becomes an etcd member, by hostname; etcd runs on control planes only
+    def members():
+        out = subprocess.run([talosctl, "--talosconfig", talosconfig, "-n", cp1, "-e", cp1, "etcd", "members"],
+                             capture_output=True, text=True, timeout=30, check=False).stdout
+        assert all(" %s " % cp in out for cp in ("cp1", "cp2", "cp3")), out
+        return out
+    eventually(members, 60, "three etcd members")
+    services = run(talosctl, "--talosconfig", talosconfig, "-n", NODES["cp2"], "-e", cp1, "service").output
+    assert any(line.split()[1:3] == ["etcd", "Running"] for line in services.splitlines()[1:]), services
+    worker = run(talosctl, "--talosconfig", talosconfig, "-n", NODES["w1"], "-e", cp1, "service").output
+    assert " etcd " not in worker and " kubelet " in worker
+
+    # the kubeconfig talosctl fetches works with kubectl, unmodified: 0600, admin of the cluster
+    kubeconfig = tmp_path / "kubeconfig"
+    run(talosctl, "--talosconfig", talosconfig, "-n", cp1, "-e", cp1, "kubeconfig", str(kubeconfig), "--force",
+        "--merge=false")
+    assert kubeconfig.stat().st_mode & 0o777 == 0o600
+    assert yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"] == ENDPOINT
+
+    def nodes(ready: str):
+        items = json.loads(kubectl(kubeconfig, "get", "nodes", "-o", "json"))["items"]
+        found = {n["metadata"]["name"]: n for n in items}
+        assert sorted(found) == sorted(NODES), sorted(found)
+        states = {name: next(c for c in n["status"]["conditions"] if c["type"] == "Ready") for name, n in found.items()}
+        assert all(c["status"] == ready for c in states.values()), states
+        return found, states
+    found, states = eventually(lambda: nodes("False"), 60, "four NotReady nodes")
+    assert states["w1"]["reason"] == "KubeletNotReady" and "cni plugin not initialized" in states["w1"]["message"]
+    assert {"type": "InternalIP", "address": NODES["cp2"]} in found["cp2"]["status"]["addresses"]
+    assert found["cp2"]["metadata"]["labels"]["turnkey.test/node"] == "cp2"
+    assert "node-role.kubernetes.io/control-plane" in found["cp1"]["metadata"]["labels"]
+    assert "node-role.kubernetes.io/control-plane" not in found["w1"]["metadata"]["labels"]
+    assert found["cp1"]["spec"]["taints"][0]["key"] == "node-role.kubernetes.io/control-plane"
+
+    # a CNI appears (Cilium's DaemonSet): every node turns Ready
+    kubectl(kubeconfig, "-n", "kube-system", "create", "-f", "-", stdin=yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "cilium"},
+        "spec": {"selector": {"matchLabels": {"k8s-app": "cilium"}}, "template": {
+            "metadata": {"labels": {"k8s-app": "cilium"}},
+            "spec": {"containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.20.0"}]}}}}))
+    eventually(lambda: nodes("True"), 30, "four Ready nodes")
+
+    # a restart of the twin keeps the cluster: same etcd data, the API server back, nodes still there
+    twin.stop()
+    assert leftovers(twin) == [], "etcd or kube-apiserver outlived the twin"
+    start(twin)
+    eventually(lambda: nodes("True"), 60, "the cluster after a restart")
+    pid = twin.proc.pid
+    assert sorted(children_of(pid)) == ["etcd", "etcd", "etcd", "kube-apiserver"]
+    twin.stop()
+    assert leftovers(twin) == [], "etcd or kube-apiserver outlived the twin"
+
+
+def leftovers(twin: Twin) -> list[str]:
+    """Processes still running on the twin's state folder (its etcd members and API server name it)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode() if proc.name.isdigit() else ""
+        except OSError:
+            continue
+        if str(twin.state) in cmdline:
+            found.append(cmdline[:120])
+    return found
