@@ -156,11 +156,17 @@ func (c *controlPlane) reconcile() error {
 	defer c.mu.Unlock()
 
 	cps, all, bootstrap := c.configured()
-	if bootstrap == nil {
+	if len(cps) == 0 || (bootstrap == nil && c.info == nil) {
 		// no cluster (yet, or any more: its nodes are gone); nothing runs
 		c.stopLocked()
 
 		return nil
+	}
+
+	// the etcd cluster is founded on the bootstrap node; once it runs, it outlives that node's reset
+	founder := ""
+	if bootstrap != nil {
+		founder = bootstrap.ip
 	}
 
 	if c.info == nil {
@@ -195,7 +201,7 @@ func (c *controlPlane) reconcile() error {
 			continue
 		}
 
-		if err := c.startEtcd(m, cps); err != nil {
+		if err := c.startEtcd(m, founder); err != nil {
 			return fmt.Errorf("etcd on %s: %w", m.name, err)
 		}
 		// one join per round: the next member is added once this one has started
@@ -263,7 +269,7 @@ func (c *controlPlane) etcdClient() (*etcdClient, error) {
 
 // startEtcd starts m's member: from its data when it has some, as the first member of a new cluster on
 // the bootstrap node, else after adding it to the running cluster.
-func (c *controlPlane) startEtcd(m member, cps []member) error {
+func (c *controlPlane) startEtcd(m member, founder string) error {
 	data := filepath.Join(c.dir, "etcd", m.name)
 	base := c.pki("etcd-" + m.name)
 
@@ -284,7 +290,7 @@ func (c *controlPlane) startEtcd(m member, cps []member) error {
 	switch {
 	case exists(filepath.Join(data, "member")):
 		state = "existing" // a restart: etcd reads the cluster from its data, the flags are ignored
-	case m.ip != cps[0].ip:
+	case m.ip != founder:
 		// a control plane joining: member add on a running member, then start with the whole list
 		client, err := c.etcdClient()
 		if err != nil {
@@ -351,11 +357,18 @@ func (c *controlPlane) runningClientURLs() []string {
 }
 
 // leave removes a member from etcd (a control plane reset or gone), stops it and wipes its data.
+// etcd refuses a removal that would leave the cluster unhealthy (a member that joined seconds ago):
+// the member then keeps running and the next round tries again.
 func (c *controlPlane) leave(name string, p *process) {
-	if client, err := c.etcdClient(); err == nil {
-		if err = client.removeMember(c.runningClientURLs(), name); err != nil {
-			log.Printf("talos-twin: etcd member %s: leave: %v", name, err)
-		}
+	client, err := c.etcdClient()
+	if err == nil {
+		err = client.removeMember(c.runningClientURLs(), name)
+	}
+
+	if err != nil {
+		log.Printf("talos-twin: etcd member %s: leave: %v (retrying)", name, err)
+
+		return
 	}
 
 	p.stop()

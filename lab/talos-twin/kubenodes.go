@@ -151,6 +151,11 @@ func desired(n *node, ready bool) (name string, metadata, spec, status map[strin
 			"message": "kubelet is posting ready status"}
 	}
 
+	installed := version.Tag
+	if n.state.Version != "" {
+		installed = n.state.Version
+	}
+
 	metadata = map[string]any{"name": name, "labels": labels}
 	spec = map[string]any{"taints": taints}
 	status = map[string]any{
@@ -161,7 +166,7 @@ func desired(n *node, ready bool) (name string, metadata, spec, status map[strin
 		},
 		"nodeInfo": map[string]any{
 			"kubeletVersion": kubelet, "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
-			"osImage": "Talos (" + version.Tag + ")", "containerRuntimeVersion": "containerd://2.1.5",
+			"osImage": "Talos (" + installed + ")", "containerRuntimeVersion": "containerd://2.1.5",
 			"kernelVersion": "6.18.0-talos", "machineID": "", "systemUUID": "", "bootID": "",
 		},
 	}

@@ -38,10 +38,16 @@ func (a *machineAPI) Version(ctx context.Context, _ *emptypb.Empty) (*machine.Ve
 
 	n.mu.Lock()
 	configured := n.active != nil
+	installed := n.state.Version
 	n.mu.Unlock()
 
+	running := version.NewVersion()
+	if installed != "" {
+		running.Tag = installed
+	}
+
 	msg := &machine.Version{
-		Version:  version.NewVersion(),
+		Version:  running,
 		Platform: &machine.PlatformInfo{Name: "metal", Mode: "metal"},
 	}
 	if configured {

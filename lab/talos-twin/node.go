@@ -26,6 +26,7 @@ type persisted struct {
 	IP           string        `json:"ip"`
 	Bootstrapped bool          `json:"bootstrapped"`
 	Reboots      int           `json:"reboots"`
+	Version      string        `json:"version,omitempty"` // after an upgrade: the installed image's tag
 	Applies      []applyRecord `json:"applies"`
 }
 

@@ -174,3 +174,44 @@ def leftovers(twin: Twin) -> list[str]:
         if str(twin.state) in cmdline:
             found.append(cmdline[:120])
     return found
+
+
+def test_reboot_upgrade_and_reset(cluster, talosctl, tmp_path):  # noqa: F811
+    _twin, gen = cluster
+    talosconfig = str(gen / "talosconfig")
+    for name, ip in NODES.items():
+        run(talosctl, "apply-config", "--insecure", "-n", ip, "-e", ip, "-f", str(node_config(gen, name)))
+    cp1, cp2, w1 = NODES["cp1"], NODES["cp2"], NODES["w1"]
+
+    def talos(node, *args, endpoint=cp2, ok=True):
+        return run(talosctl, "--talosconfig", talosconfig, "-n", node, "-e", endpoint, *args, ok=ok).output
+
+    talos(cp1, "bootstrap", endpoint=cp1)
+
+    # reboot: a staged config becomes the running one
+    staged = gen / "w1-staged.yaml"
+    documents = list(yaml.safe_load_all((gen / "w1.yaml").read_text()))
+    documents[0]["machine"]["env"] = {"http_proxy": "http://127.92.0.9:3128"}
+    staged.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    assert "Staged configuration" in talos(w1, "apply-config", "--mode", "staged", "-f", str(staged))
+    assert "No changes." not in talos(w1, "apply-config", "--dry-run", "-f", str(staged))
+    talos(w1, "reboot", "--wait=false")
+    assert "No changes." in talos(w1, "apply-config", "--dry-run", "-f", str(staged))
+
+    # upgrade (the legacy API; see docs/lab-talos.md): the node then runs the image's version
+    talos(w1, "upgrade", "--legacy", "--drain=false", "--wait=false", "--image",
+          "factory.talos.dev/installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:v1.13.10")
+    assert "Tag:         v1.13.10" in talos(w1, "version")
+
+    # reset of a control plane: back to maintenance mode, and it leaves etcd
+    eventually(lambda: _members(talos, cp2, {"cp1", "cp2", "cp3"}), 60, "three etcd members")
+    talos(NODES["cp3"], "reset", "--graceful", "--wait=false")
+    assert run(talosctl, "version", "--insecure", "-n", NODES["cp3"], "-e", NODES["cp3"]).returncode == 0
+    eventually(lambda: _members(talos, cp2, {"cp1", "cp2"}), 30, "cp3 left etcd")
+
+
+def _members(talos, node, expected):
+    out = talos(node, "etcd", "members")
+    found = {line.split()[2] for line in out.splitlines()[1:] if line.strip()}
+    assert found == expected, out
+    return found
