@@ -27,6 +27,12 @@ options:
     description: The talosconfig with the client certificate.
     type: path
     required: true
+  timeout:
+    description:
+      - Seconds to keep retrying while the node is not ready for bootstrap yet (Talos answers
+        C(FailedPrecondition) / C(bootstrap is not available yet) or C(Unavailable) while it starts).
+    type: int
+    default: 120
   talosctl_path:
     description:
       - The talosctl to run. Default - C($TURNKEY_TALOSCTL), then the one C(make tools) built, then
@@ -56,6 +62,8 @@ bootstrapped:
   type: bool
 """
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
@@ -66,6 +74,8 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
 
 # What Talos answers once etcd has data: the cluster is bootstrapped.
 ALREADY = ("AlreadyExists", "etcd data directory is not empty")
+# What a node that is still starting answers: worth retrying until the timeout.
+NOT_YET = ("bootstrap is not available yet", "code = Unavailable")
 
 
 def main():
@@ -74,6 +84,7 @@ def main():
             node=dict(type="str", required=True),
             endpoint=dict(type="str"),
             talosconfig=dict(type="path", required=True),
+            timeout=dict(type="int", default=120),
             talosctl_path=dict(type="path"),
         ),
         supports_check_mode=True,
@@ -89,12 +100,17 @@ def main():
         # etcd answers its member list only once bootstrapped
         rc, _out, _err = module.run_command([talosctl, "etcd", "members"] + connection, environ_update=env)
         module.exit_json(changed=rc != 0, bootstrapped=rc != 0)
-    rc, out, err = module.run_command([talosctl, "bootstrap"] + connection, environ_update=env)
-    text = (err or out).strip()
-    if rc == 0:
-        module.exit_json(changed=True, bootstrapped=True)
-    if any(marker in text for marker in ALREADY):
-        module.exit_json(changed=False, bootstrapped=False)
+    deadline = time.monotonic() + p["timeout"]
+    while True:
+        rc, out, err = module.run_command([talosctl, "bootstrap"] + connection, environ_update=env)
+        text = (err or out).strip()
+        if rc == 0:
+            module.exit_json(changed=True, bootstrapped=True)
+        if any(marker in text for marker in ALREADY):
+            module.exit_json(changed=False, bootstrapped=False)
+        if not any(marker in text for marker in NOT_YET) or time.monotonic() >= deadline:
+            break
+        time.sleep(5)
     module.fail_json(msg="talosctl bootstrap on %s failed (exit %d): %s" % (p["node"], rc, text), rc=rc)
 
 

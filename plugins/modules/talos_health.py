@@ -13,7 +13,8 @@ description:
   - etcd - C(talosctl etcd members) on the first control plane lists every control plane of
     O(controlplane_nodes) by hostname. (C(talosctl) prints that list only as a table; the module reads
     its C(HOSTNAME) column by the header's position.)
-  - The API server answers, through the kubeconfig, with the Kubernetes Python client (TLS verified).
+  - The API server answers C(ok) on C(/readyz), through the kubeconfig, with the Kubernetes Python client
+    (TLS verified against the kubeconfig's CA).
   - Every name in O(nodes) is a registered Node - matched by name, not by counting - and, with
     O(ready=true), its C(Ready) condition is C(True).
   - "On timeout it fails with what is missing, by name - for example
@@ -128,21 +129,39 @@ def etcd_members(module, talosctl, controlplane):
     return [line[column:].split()[0] for line in lines if line is not header and len(line) > column], None
 
 
+def why(condition):
+    """The reason (and the start of the message) of a Ready condition, for the failure message."""
+    if condition is None:
+        return "no Ready condition"
+    message = (condition.message or "").strip()
+    if len(message) > 100:
+        message = message[:100] + "..."
+    return "%s: %s" % (condition.reason, message) if message else str(condition.reason)
+
+
 def kubernetes_state(kubeconfig):
     """(API problem or None, {node name: (ready, reason)})."""
     try:
         api = k8s_config.new_client_from_config(config_file=kubeconfig)
-        k8s_client.VersionApi(api).get_code(_request_timeout=10)
+        # /readyz through the client's own connection pool: the kubeconfig's CA and client certificate
+        answer = api.rest_client.pool_manager.request("GET", api.configuration.host.rstrip("/") + "/readyz",
+                                                      timeout=10, retries=False)
+        if answer.status != 200:
+            failed = [line.strip() for line in answer.data.decode(errors="replace").splitlines() if "failed" in line]
+            return "API server not ready (/readyz HTTP %s)%s" % (
+                answer.status, ": " + ", ".join(failed) if failed else ""), {}
         items = k8s_client.CoreV1Api(api).list_node(_request_timeout=10).items
-    except (ApiException, OSError, ValueError) as exc:
+    except ApiException as exc:
+        return "API server: HTTP %s %s" % (exc.status, exc.reason), {}
+    except (OSError, ValueError) as exc:
         return "API server: %s" % str(exc).strip().splitlines()[0], {}
     except Exception as exc:  # urllib3's connection errors (refused, TLS) while the API server starts
-        return "API server: %s" % type(exc).__name__, {}
+        return "API server: %s: %s" % (type(exc).__name__, (str(exc).strip().splitlines() or [""])[0][:200]), {}
     nodes = {}
     for item in items:
         ready = next((c for c in item.status.conditions or [] if c.type == "Ready"), None)
         nodes[item.metadata.name] = (ready is not None and ready.status == "True",
-                                     ready.reason if ready is not None else "no Ready condition")
+                                     why(ready))
     return None, nodes
 
 

@@ -12,7 +12,8 @@ description:
   - Fetches the admin kubeconfig with the real C(talosctl kubeconfig) from a configured control plane;
     Talos issues it from the cluster CA each time it is asked.
   - It is fetched (and written 0600, atomically) only when O(dest) is missing or unreadable, its server
-    is not O(server), or its client certificate has fewer than O(renew_days) days left - so a rerun
+    is not O(server), its cluster CA is not O(ca) (when given), or its client certificate has fewer than
+    O(renew_days) days left - so a rerun
     reports no change and an operator is never locked out by a certificate a year old.
 author: turnkey.cluster maintainers (!UNKNOWN)
 options:
@@ -31,6 +32,12 @@ options:
     description: The API server URL the kubeconfig must name (C(https://<API VIP>:6443)).
     type: str
     required: true
+  ca:
+    description:
+      - The Kubernetes CA certificate the kubeconfig must trust, as PEM text or base64 of the PEM (as the
+        secrets bundle's C(certs.k8s.crt) holds it). A kubeconfig naming another CA is fetched again, and a
+        fetched one naming another CA is an error. Not checked when omitted.
+    type: str
   renew_days:
     description: Fetch a new kubeconfig when its client certificate has fewer days left than this.
     type: int
@@ -59,6 +66,7 @@ EXAMPLES = r"""
     node: 192.168.1.11
     talosconfig: "{{ inventory_dir }}/.state/talos/talosconfig"
     server: https://192.168.1.10:6443
+    ca: "{{ talos_secrets.certs.k8s.crt }}"
     dest: "{{ inventory_dir }}/.state/kubeconfig"
 """
 
@@ -86,6 +94,7 @@ reasons:
   elements: str
 """
 
+import base64
 import os
 import shutil
 import tempfile
@@ -106,8 +115,19 @@ except ImportError:  # pragma: no cover - PyYAML comes with ansible-core
     yaml = None
 
 
+def pem_of(value):
+    """The PEM text of a certificate given as PEM or as base64 of the PEM; None when neither."""
+    text = (value or "").strip()
+    if not text.startswith("-----BEGIN"):
+        try:
+            text = base64.b64decode(text, validate=True).decode().strip()
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return text if text.startswith("-----BEGIN") else None
+
+
 def facts(path):
-    """(server, client certificate base64) of the kubeconfig's current context; None when unreadable."""
+    """(server, client certificate base64, CA PEM) of the kubeconfig's current context; None when unreadable."""
     try:
         with open(path) as handle:
             document = yaml.safe_load(handle)
@@ -115,7 +135,7 @@ def facts(path):
         context = contexts[document["current-context"]]
         cluster = {c["name"]: c["cluster"] for c in document["clusters"]}[context["cluster"]]
         user = {u["name"]: u["user"] for u in document["users"]}[context["user"]]
-        return cluster["server"], user["client-certificate-data"]
+        return cluster["server"], user["client-certificate-data"], pem_of(cluster.get("certificate-authority-data"))
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return None
 
@@ -134,6 +154,7 @@ def main():
             endpoint=dict(type="str"),
             talosconfig=dict(type="path", required=True),
             server=dict(type="str", required=True),
+            ca=dict(type="str"),
             renew_days=dict(type="int", default=30),
             dest=dict(type="path", required=True),
             talosctl_path=dict(type="path"),
@@ -143,6 +164,11 @@ def main():
     if yaml is None:
         module.fail_json(msg="PyYAML is required")
     p = module.params
+    want_ca = None
+    if p["ca"]:
+        want_ca = pem_of(p["ca"])
+        if want_ca is None:
+            module.fail_json(msg="ca: neither a PEM certificate nor base64 of one")
     before = facts(p["dest"])
     reasons = []
     if before is None:
@@ -150,6 +176,8 @@ def main():
     else:
         if before[0] != p["server"]:
             reasons.append("server is %s" % before[0])
+        if want_ca and before[2] != want_ca:
+            reasons.append("CA differs")
         _expires, days = certificate_expiry(before[1])
         if days is None or days < p["renew_days"]:
             reasons.append("client certificate expires in %s days" % days)
@@ -168,6 +196,9 @@ def main():
             if after[0] != p["server"]:
                 module.fail_json(msg="the kubeconfig from %s names server %s, not %s: check the cluster endpoint"
                                      % (p["node"], after[0], p["server"]))
+            if want_ca and after[2] != want_ca:
+                module.fail_json(msg="the kubeconfig from %s trusts another CA than the ca option: is %s a node "
+                                     "of this cluster?" % (p["node"], p["node"]))
             with open(fetched, "rb") as handle:
                 write_private(p["dest"], handle.read())
         finally:

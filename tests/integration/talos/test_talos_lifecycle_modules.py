@@ -1,6 +1,7 @@
 """talos_talosconfig, talos_apply and talos_bootstrap run as Ansible tasks against the Talos node twin,
 driven by the real talosctl: maintenance apply, dry-run diffs, no surprise reboots (staged, and a rerun
-that does not stage again), bootstrap once, a maintenance node refused by name, client config expiry.
+that does not stage again), bootstrap once, a maintenance node refused by name, client config expiry, the
+admin kubeconfig, and health by name against the real etcd and kube-apiserver the twin runs after bootstrap.
 The twin runs on 127.93.1.x."""
 
 from __future__ import annotations
@@ -13,9 +14,17 @@ import pytest
 import yaml
 
 from tests.lab.test_talos_twin import make_twin, talosctl, twin_binary  # noqa: F401 # pylint: disable=unused-import
-from tests.playbook_runner import run_playbook, task_results
+from tests.playbook_runner import REPO, run_playbook, task_results
 
 CP1, W1, CP2 = "127.93.1.1", "127.93.1.2", "127.93.1.3"
+SERVER = "https://127.93.1.100:6443"
+
+
+def tool_path(name):
+    found = subprocess.run([str(REPO / "tools" / "build"), "--print-path", name], capture_output=True, text=True,
+                           check=False)
+    assert found.returncode == 0, "%s is not built: run `make tools`\n%s" % (name, found.stderr)
+    return found.stdout.strip()
 
 
 @pytest.fixture
@@ -44,7 +53,7 @@ class Runner:
                                              "tasks": [task]}], sort_keys=False))
         run = run_playbook("-i", str(self.inventory), *flags, playbook=str(playbook), json_output=True, timeout=180)
         result = task_results(run.stdout)[0][2]
-        assert bool(result.get("failed")) == fails, result
+        assert bool(result.get("failed")) == fails, result.get("msg", result)
         return result
 
 
@@ -55,7 +64,10 @@ def config_with(gen, kind, change):
     return yaml.safe_dump_all(documents, sort_keys=False)
 
 
-def test_talosconfig_apply_and_bootstrap(talosctl, make_twin, bundle, tmp_path):  # noqa: F811
+def test_talosconfig_apply_and_bootstrap(talosctl, make_twin, bundle, tmp_path, monkeypatch):  # noqa: F811
+    # the twin runs a real etcd and kube-apiserver (on the cluster endpoint 127.93.1.100:6443) after bootstrap
+    for name, tool in (("TURNKEY_ETCD", "etcd"), ("TURNKEY_KUBE_APISERVER", "kube-apiserver")):
+        monkeypatch.setenv(name, tool_path(tool))
     make_twin({"cp1": CP1, "w1": W1, "cp2": CP2})
     task = Runner(tmp_path, talosctl)
     gen, state = tmp_path / "gen", tmp_path / "state"
@@ -95,6 +107,15 @@ def test_talosconfig_apply_and_bootstrap(talosctl, make_twin, bundle, tmp_path):
     assert live["changed"] and live["mode"] == "no-reboot" and not live["reboot_required"]
     assert not task("talos_apply", apply)["changed"]
 
+    # a diff touching a secret shows fingerprints, never the token (check mode: nothing applied)
+    token = "abcdef.0123456789abcdef"
+    cp1.write_text(config_with(gen, "controlplane", lambda d: d["machine"].update(
+        token=token, nodeLabels={**d["machine"]["nodeLabels"], "rack": "r1"})))
+    secret = task("talos_apply", apply, "--check", "--diff")
+    assert secret["changed"] and "token: (secret sha256:" in secret["config_diff"], secret["config_diff"]
+    assert token not in secret["config_diff"] and token not in str(secret.get("diff"))
+    assert bundle["trustdinfo"]["token"] not in secret["config_diff"]
+
     # a change that needs a reboot is staged, never rebooted by surprise; the rerun does not stage it again
     cp1.write_text(config_with(gen, "controlplane", lambda d: d["machine"].update(
         env={"http_proxy": "http://127.93.0.9:3128"}, nodeLabels={**d["machine"]["nodeLabels"], "rack": "r1"})))
@@ -106,6 +127,12 @@ def test_talosconfig_apply_and_bootstrap(talosctl, make_twin, bundle, tmp_path):
     assert any("waits for the node's next reboot" in w for w in waiting.get("warnings", []))
     rebooted = task("talos_apply", {**apply, "allow_reboot": True})  # the staged config is not applied twice
     assert not rebooted["changed"], "a config already staged is not applied again"
+    # the operator's reboot activates it: the node runs the config, the marker goes, nothing is applied
+    subprocess.run([talosctl, "--talosconfig", talosconfig, "-n", CP1, "-e", CP1, "reboot", "--wait=false"],
+                   check=True, capture_output=True, timeout=60)
+    after = task("talos_apply", apply)
+    assert not after["changed"] and not after["staged"] and after["mode"] == "none"
+    assert not (tmp_path / "cp1.yaml.staged").exists()
 
     # bootstrap: a node in maintenance mode is refused by name; the first control plane once, then no change
     refused = task("talos_bootstrap", {"node": CP2, "talosconfig": talosconfig}, fails=True)
@@ -116,11 +143,52 @@ def test_talosconfig_apply_and_bootstrap(talosctl, make_twin, bundle, tmp_path):
     assert done["changed"] and done["bootstrapped"]
     twice = task("talos_bootstrap", {"node": CP1, "talosconfig": talosconfig})
     assert not twice["changed"] and not twice["bootstrapped"]
+    assert not task("talos_bootstrap", {"node": CP1, "talosconfig": talosconfig}, "--check")["changed"]
 
     # a worker joins from maintenance mode too
     worker = tmp_path / "w1.yaml"
     worker.write_text((gen / "worker.yaml").read_text())
     assert task("talos_apply", {"node": W1, "talosconfig": talosconfig, "config": str(worker)})["maintenance"]
+
+    # a config Talos refuses: the module's error names the node and carries Talos' InvalidArgument text
+    broken = tmp_path / "cp2.yaml"
+    broken.write_text(config_with(gen, "controlplane", lambda d: d["machine"].update(type="bogus")))
+    refused = task("talos_apply", {"node": CP2, "talosconfig": talosconfig, "config": str(broken)}, fails=True)
+    assert "on %s failed" % CP2 in refused["msg"] and "InvalidArgument" in refused["msg"], refused["msg"]
+
+    # kubeconfig: fetched from Talos 0600, for the expected server and CA; left alone, renewed when asked
+    kubeconfig = state / "kubeconfig"
+    fetch = {"node": CP1, "talosconfig": talosconfig, "server": SERVER, "ca": bundle["certs"]["k8s"]["crt"],
+             "dest": str(kubeconfig)}
+    assert task("talos_kubeconfig", fetch, "--check", "--diff")["changed"] and not kubeconfig.exists()
+    fetched = task("talos_kubeconfig", fetch)
+    assert fetched["changed"] and fetched["renewed"] and 360 <= fetched["days_left"] <= 365
+    assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600
+    assert yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"] == SERVER
+    kept = task("talos_kubeconfig", fetch)
+    assert not kept["changed"] and not kept["renewed"] and kept["reasons"] == []
+    assert task("talos_kubeconfig", {**fetch, "renew_days": 400})["renewed"]
+    wrong = task("talos_kubeconfig", {**fetch, "server": "https://127.93.1.99:6443"}, fails=True)
+    assert "names server %s, not https://127.93.1.99:6443" % SERVER in wrong["msg"]
+    other_ca = task("talos_kubeconfig", {**fetch, "ca": bundle["certs"]["os"]["crt"]}, fails=True)
+    assert "trusts another CA" in other_ca["msg"]
+
+    # health: etcd members and Nodes by name from the real etcd and kube-apiserver behind the twin
+    health = {"kubeconfig": str(kubeconfig), "talosconfig": talosconfig,
+              "controlplane_nodes": [{"name": "cp1", "ip": CP1}], "nodes": ["cp1", "w1"], "ready": False,
+              "timeout": 120, "interval": 2}
+    healthy = task("talos_health", health)
+    assert not healthy["changed"] and "cp1" in healthy["etcd_members"] and set(healthy["nodes"]) >= {"cp1", "w1"}
+    assert task("talos_health", health, "--check")["etcd_members"] == healthy["etcd_members"]
+    missing = task("talos_health", {**health, "nodes": ["cp1", "w1", "w9"], "timeout": 4,
+                                    "controlplane_nodes": [{"name": "cp1", "ip": CP1}, {"name": "cp9", "ip": CP2}]},
+                   fails=True)
+    assert "etcd members missing: cp9" in missing["msg"] and "nodes not registered: w9" in missing["msg"]
+    # the twin's Nodes stay NotReady until a CNI runs, as real kubelets without Cilium do
+    not_ready = task("talos_health", {**health, "ready": True, "timeout": 4}, fails=True)
+    assert "nodes not Ready: cp1 (KubeletNotReady" in not_ready["msg"], not_ready["msg"]
+    absent = task("talos_health", {**health, "kubeconfig": str(tmp_path / "none")}, "--check")
+    assert not absent["changed"] and "no kubeconfig yet" in absent["msg"]
 
 
 def test_unreachable_node_is_named(talosctl, tmp_path, bundle):  # noqa: F811
