@@ -91,13 +91,14 @@ class TalosNodes(Component):
             vms = proxmox.lab_call("/_lab/vms")
         except (OSError, urllib.error.URLError, ValueError):
             return None
-        return [{"name": vm["network"]["hostname"], "ip": vm["network"]["ip"]}
-                for _vmid, vm in sorted(vms.items(), key=lambda item: int(item[0]))
+        return [{"name": vm["network"]["hostname"], "ip": vm["network"]["ip"],
+                 "instance": "pve:%s" % (vm.get("uuid") or vmid)}
+                for vmid, vm in sorted(vms.items(), key=lambda item: int(item[0]))
                 if vm.get("booted") and (vm.get("network") or {}).get("ip")]
 
     def hetzner_nodes(self) -> list[dict]:
         document = read_json(HetznerTwin(self.lab, self.profile).data_dir / HETZNER_TALOS_FILE, {}) or {}
-        return [{"name": server["name"], "ip": server["private_ips"][0]["ip"]}
+        return [{"name": server["name"], "ip": server["private_ips"][0]["ip"], "instance": "hcloud:%s" % server["id"]}
                 for server in document.get("nodes", [])
                 if server.get("status") == "running" and server.get("private_ips")]
 
@@ -105,38 +106,72 @@ class TalosNodes(Component):
         proxmox = self.proxmox_nodes()
         if proxmox is None and "proxmox" in self.lab_components():
             return None  # unknown: keep the current file rather than make every Proxmox node vanish
-        nodes, seen = [], set()
+        nodes, names, ips = [], set(), set()
         for node in (proxmox or []) + self.hetzner_nodes():
-            if node["name"] in seen or node["ip"] in {n["ip"] for n in nodes}:
+            if node["name"] in names or node["ip"] in ips:
                 continue  # the twin refuses duplicates; the first provider wins
-            seen.add(node["name"])
+            names.add(node["name"])
+            ips.add(node["ip"])
             nodes.append(node)
         return nodes
 
     def lab_components(self) -> list[str]:
         return (read_json(self.lab.config, {}) or {}).get("components") or ["proxmox"]
 
+    @property
+    def instances_file(self) -> Path:
+        """Which machine (VM UUID, server id) each served node name belongs to."""
+        return self.data_dir / "instances.json"
+
     def reconcile(self) -> Health:
         wanted = self.wanted_nodes()
         if wanted is not None:
-            current = read_json(self.nodes_file, []) or []
-            if wanted != current:
-                write_json(self.nodes_file, wanted, mode=0o600)
-            self._wipe_gone(current, wanted)
+            self._serve(wanted)
         return self.health()
 
-    def _wipe_gone(self, before: list[dict], now: list[dict]) -> None:
-        """A destroyed machine's disk is gone: drop the twin's state of nodes no longer listed anywhere.
+    def _serve(self, wanted: list[dict]) -> None:
+        """Writes the nodes file; a machine destroyed (or replaced under the same name) loses its disk.
 
-        Done one reconcile later (5 s), after the twin (re-reading every 2 s) has stopped serving them.
+        A replaced or vanished node is first left out of the file; one round later (5 s, after the twin
+        has re-read the file and stopped serving it) its state is wiped, so a machine made again boots into
+        maintenance mode. When no node is left, the cluster's etcd data and certificates go too.
         """
-        kept = {n["name"] for n in now}
-        for name in getattr(self, "_gone", set()) - kept:
+        known = read_json(self.instances_file, {}) or {}
+        if getattr(self, "_cluster_stale", False) and self._cluster_unused():
+            shutil.rmtree(self.state_dir / "_cluster", ignore_errors=True)  # "_": never a hostname
+            self._cluster_stale = False
+        wiped = set(getattr(self, "_pending_wipe", set()))
+        for name in wiped:
             shutil.rmtree(self.state_dir / name, ignore_errors=True)
-        self._gone = {n["name"] for n in before} - kept
-        if before and not now:
-            # the whole cluster is gone (teardown): its etcd data and certificates go too ("_" is no hostname)
-            self._gone.add("_cluster")
+            known.pop(name, None)
+        by_name = {n["name"]: n["instance"] for n in wanted}
+        stale = {name for name, instance in known.items() if by_name.get(name) != instance}
+        served = [n for n in wanted if n["name"] not in stale]
+        for node in served:
+            known[node["name"]] = node["instance"]
+        self._pending_wipe = stale
+        # the last nodes were wiped: the cluster's etcd data and certificates go too, once the twin has
+        # stopped its etcd members and API server (and before any new node is configured)
+        if wiped and not known:
+            self._cluster_stale = True
+        write_json(self.instances_file, known, mode=0o600)
+        listing = [{"name": n["name"], "ip": n["ip"]} for n in served]
+        if listing != read_json(self.nodes_file, []):
+            write_json(self.nodes_file, listing, mode=0o600)
+
+    def _cluster_unused(self) -> bool:
+        """No node is configured and no process (etcd, kube-apiserver) runs on the cluster's folder."""
+        if any(self.state_dir.glob("*/config.yaml")):
+            return False
+        folder = str(self.state_dir / "_cluster")
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    if folder.encode() in (proc / "cmdline").read_bytes():
+                        return False
+                except OSError:
+                    continue
+        return True
 
     def health(self) -> Health:
         nodes = read_json(self.nodes_file, []) or []

@@ -145,6 +145,8 @@ class ProxmoxTwin(Twin):
             # "booted": the guest is up (its agent answers); a Talos node twin appears only then
             return Response.json({vmid: {"name": vm["config"].get("name"), "status": vm["status"],
                                          "network": vm.get("network"),
+                                         # the machine's identity (SMBIOS UUID): a new VM gets a new one
+                                         "uuid": vm["config"].get("smbios1", "").partition("uuid=")[2],
                                          "booted": vm["status"] == "running"
                                          and time.time() - (vm.get("started") or 0) >= boot}
                                   for vmid, vm in vms.items()})
