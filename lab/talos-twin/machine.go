@@ -144,7 +144,7 @@ func (a *machineAPI) ApplyConfiguration(ctx context.Context, in *machine.ApplyCo
 	}
 
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "talos-twin: %v", err)
+		return nil, internalError(err)
 	}
 
 	log.Printf("talos-twin: node %s: apply config request: mode %s", n.name, strings.ToLower(label))
@@ -207,7 +207,7 @@ func (a *machineAPI) Bootstrap(ctx context.Context, _ *machine.BootstrapRequest)
 
 	n.state.Bootstrapped = true
 	if err := n.save(); err != nil {
-		return nil, status.Errorf(codes.Internal, "talos-twin: %v", err)
+		return nil, internalError(err)
 	}
 
 	log.Printf("talos-twin: node %s: bootstrapped", n.name)

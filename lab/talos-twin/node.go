@@ -151,6 +151,20 @@ func (n *node) applyPersisted(cfg config.Provider, raw []byte) error {
 	return nil
 }
 
+// wipeLocked is a reset: no config, active or staged, and the state of a fresh machine (reboots counted on).
+func (n *node) wipeLocked() error {
+	for _, file := range []string{activeFile, stagedFile} {
+		if err := os.Remove(filepath.Join(n.dir, file)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+
+	n.active, n.staged, n.tls = nil, nil, tlsCache{}
+	n.state = persisted{Name: n.name, IP: n.ip, Reboots: n.state.Reboots + 1}
+
+	return n.save()
+}
+
 func (n *node) setStaged(raw []byte) error {
 	if err := writeAtomic(filepath.Join(n.dir, stagedFile), raw); err != nil {
 		return err

@@ -166,7 +166,7 @@ func newResponse(fullMethod string) (proto.Message, error) {
 
 	desc, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(service))
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "talos-twin: %v", err)
+		return nil, internalError(err)
 	}
 
 	svc, ok := desc.(protoreflect.ServiceDescriptor)
@@ -176,7 +176,7 @@ func newResponse(fullMethod string) (proto.Message, error) {
 
 	mt, err := protoregistry.GlobalTypes.FindMessageByName(svc.Methods().ByName(protoreflect.Name(method)).Output().FullName())
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "talos-twin: %v", err)
+		return nil, internalError(err)
 	}
 
 	return mt.New().Interface(), nil

@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"log"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
@@ -15,6 +12,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
+
+// internalError is how the twin reports its own failures (files, certificates) to the caller.
+func internalError(err error) error {
+	return status.Errorf(codes.Internal, "talos-twin: %v", err)
+}
 
 func actorID() string {
 	b := make([]byte, 8)
@@ -50,7 +52,7 @@ func (a *machineAPI) Reboot(ctx context.Context, _ *machine.RebootRequest) (*mac
 	defer n.mu.Unlock()
 
 	if err := n.rebootLocked(); err != nil {
-		return nil, status.Errorf(codes.Internal, "talos-twin: %v", err)
+		return nil, internalError(err)
 	}
 
 	log.Printf("talos-twin: node %s: rebooted (%d reboots)", n.name, n.state.Reboots)
@@ -70,17 +72,8 @@ func (a *machineAPI) Reset(ctx context.Context, _ *machine.ResetRequest) (*machi
 		return nil, status.Error(codes.FailedPrecondition, "reset is not available in maintenance mode")
 	}
 
-	for _, file := range []string{activeFile, stagedFile} {
-		if err := os.Remove(filepath.Join(n.dir, file)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, status.Errorf(codes.Internal, "talos-twin: %v", err)
-		}
-	}
-
-	n.active, n.staged, n.tls = nil, nil, tlsCache{}
-	n.state = persisted{Name: n.name, IP: n.ip, Reboots: n.state.Reboots + 1}
-
-	if err := n.save(); err != nil {
-		return nil, status.Errorf(codes.Internal, "talos-twin: %v", err)
+	if err := n.wipeLocked(); err != nil {
+		return nil, internalError(err)
 	}
 
 	log.Printf("talos-twin: node %s: reset to maintenance mode", n.name)
@@ -110,7 +103,7 @@ func (a *machineAPI) Upgrade(ctx context.Context, in *machine.UpgradeRequest) (*
 	n.state.Version = image[i+1:]
 
 	if err := n.rebootLocked(); err != nil {
-		return nil, status.Errorf(codes.Internal, "talos-twin: %v", err)
+		return nil, internalError(err)
 	}
 
 	log.Printf("talos-twin: node %s: upgraded to %s", n.name, n.state.Version)

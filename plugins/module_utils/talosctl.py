@@ -43,6 +43,17 @@ def locate_talosctl(explicit=None):
     return None
 
 
+def talos_argument_spec(node=False, **options):
+    """The argument spec of a Talos module: its own options, talosctl_path, and with node=True the node it
+    calls (doc fragments turnkey.cluster.talos and turnkey.cluster.talos.node)."""
+    spec = dict(talosctl_path=dict(type="path"))
+    if node:
+        spec.update(node=dict(type="str", required=True), endpoint=dict(type="str"),
+                    talosconfig=dict(type="path", required=True))
+    spec.update(options)
+    return spec
+
+
 def find_talosctl(module):
     talosctl = locate_talosctl(module.params.get("talosctl_path"))
     if talosctl is None:

@@ -24,18 +24,10 @@ description:
     and warns. The marker is removed once the node runs the config.
   - Runs on the controller and calls the real C(talosctl) with argument lists, never through a shell.
 author: turnkey.cluster maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - turnkey.cluster.talos
+  - turnkey.cluster.talos.node
 options:
-  node:
-    description: The node's address on the Talos API (port 50000).
-    type: str
-    required: true
-  endpoint:
-    description: The Talos API endpoint to go through. Default - the node itself.
-    type: str
-  talosconfig:
-    description: The talosconfig with the client certificate (not needed in maintenance mode).
-    type: path
-    required: true
   config:
     description: The rendered machine config of the node (see M(turnkey.cluster.talos_machine_config)).
     type: path
@@ -52,11 +44,6 @@ options:
     description: With O(mode=auto), reboot the node for a change that needs it instead of staging it.
     type: bool
     default: false
-  talosctl_path:
-    description:
-      - The talosctl to run. Default - C($TURNKEY_TALOSCTL), then the one C(make tools) built, then
-        C(talosctl) on C(PATH).
-    type: path
 attributes:
   check_mode:
     support: full
@@ -121,6 +108,7 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
     in_maintenance,
     node_args,
     run_talosctl,
+    talos_argument_spec,
     write_private,
 )
 
@@ -153,14 +141,11 @@ def dry_run(module, talosctl, connection, config):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            node=dict(type="str", required=True),
-            endpoint=dict(type="str"),
-            talosconfig=dict(type="path", required=True),
+        argument_spec=talos_argument_spec(
+            node=True,
             config=dict(type="path", required=True),
             mode=dict(type="str", choices=["auto", "no-reboot", "reboot", "staged"], default="auto"),
             allow_reboot=dict(type="bool", default=False),
-            talosctl_path=dict(type="path"),
         ),
         supports_check_mode=True,
     )

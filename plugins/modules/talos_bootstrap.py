@@ -15,29 +15,16 @@ description:
   - A node still in maintenance mode (no machine config applied) is an error that says so, instead of the
     TLS error C(talosctl) would print.
 author: turnkey.cluster maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - turnkey.cluster.talos
+  - turnkey.cluster.talos.node
 options:
-  node:
-    description: The control plane's address on the Talos API.
-    type: str
-    required: true
-  endpoint:
-    description: The Talos API endpoint to go through. Default - the node itself.
-    type: str
-  talosconfig:
-    description: The talosconfig with the client certificate.
-    type: path
-    required: true
   timeout:
     description:
       - Seconds to keep retrying while the node is not ready for bootstrap yet (Talos answers
         C(FailedPrecondition) / C(bootstrap is not available yet) or C(Unavailable) while it starts).
     type: int
     default: 120
-  talosctl_path:
-    description:
-      - The talosctl to run. Default - C($TURNKEY_TALOSCTL), then the one C(make tools) built, then
-        C(talosctl) on C(PATH).
-    type: path
 attributes:
   check_mode:
     support: full
@@ -70,6 +57,7 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
     find_talosctl,
     in_maintenance,
     node_args,
+    talos_argument_spec,
 )
 
 # What Talos answers once etcd has data: the cluster is bootstrapped.
@@ -80,12 +68,9 @@ NOT_YET = ("bootstrap is not available yet", "code = Unavailable")
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            node=dict(type="str", required=True),
-            endpoint=dict(type="str"),
-            talosconfig=dict(type="path", required=True),
+        argument_spec=talos_argument_spec(
+            node=True,
             timeout=dict(type="int", default=120),
-            talosctl_path=dict(type="path"),
         ),
         supports_check_mode=True,
     )

@@ -20,6 +20,8 @@ description:
   - "On timeout it fails with what is missing, by name - for example
     C(etcd members missing: cp3; nodes not registered: worker2; nodes not Ready: worker1 (KubeletNotReady))."
 author: turnkey.cluster maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - turnkey.cluster.talos
 options:
   kubeconfig:
     description: The admin kubeconfig.
@@ -51,11 +53,6 @@ options:
     description: Seconds between two rounds of checks.
     type: int
     default: 5
-  talosctl_path:
-    description:
-      - The talosctl to run. Default - C($TURNKEY_TALOSCTL), then the one C(make tools) built, then
-        C(talosctl) on C(PATH).
-    type: path
 requirements:
   - kubernetes (the Python client)
 attributes:
@@ -102,7 +99,11 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import find_talosctl, node_args
+from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
+    find_talosctl,
+    node_args,
+    talos_argument_spec,
+)
 
 try:
     from kubernetes import client as k8s_client
@@ -192,7 +193,7 @@ def problems_of(module, talosctl):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=talos_argument_spec(
             kubeconfig=dict(type="path", required=True),
             talosconfig=dict(type="path", required=True),
             controlplane_nodes=dict(type="list", elements="dict", required=True),
@@ -200,7 +201,6 @@ def main():
             ready=dict(type="bool", default=True),
             timeout=dict(type="int", default=600),
             interval=dict(type="int", default=5),
-            talosctl_path=dict(type="path"),
         ),
         supports_check_mode=True,
     )

@@ -16,18 +16,10 @@ description:
     O(renew_days) days left - so a rerun
     reports no change and an operator is never locked out by a certificate a year old.
 author: turnkey.cluster maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - turnkey.cluster.talos
+  - turnkey.cluster.talos.node
 options:
-  node:
-    description: The control plane asked for the kubeconfig.
-    type: str
-    required: true
-  endpoint:
-    description: The Talos API endpoint to go through. Default - the node itself.
-    type: str
-  talosconfig:
-    description: The talosconfig with the client certificate.
-    type: path
-    required: true
   server:
     description: The API server URL the kubeconfig must name (C(https://<API VIP>:6443)).
     type: str
@@ -46,11 +38,6 @@ options:
     description: Where the kubeconfig is kept (mode 0600; its folder is made 0700).
     type: path
     required: true
-  talosctl_path:
-    description:
-      - The talosctl to run. Default - C($TURNKEY_TALOSCTL), then the one C(make tools) built, then
-        C(talosctl) on C(PATH).
-    type: path
 attributes:
   check_mode:
     support: full
@@ -106,6 +93,7 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
     find_talosctl,
     node_args,
     run_talosctl,
+    talos_argument_spec,
     write_private,
 )
 
@@ -149,15 +137,12 @@ def describe(found):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            node=dict(type="str", required=True),
-            endpoint=dict(type="str"),
-            talosconfig=dict(type="path", required=True),
+        argument_spec=talos_argument_spec(
+            node=True,
             server=dict(type="str", required=True),
             ca=dict(type="str"),
             renew_days=dict(type="int", default=30),
             dest=dict(type="path", required=True),
-            talosctl_path=dict(type="path"),
         ),
         supports_check_mode=True,
     )

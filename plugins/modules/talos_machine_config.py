@@ -17,6 +17,8 @@ description:
   - Runs on the controller. Diffs show the config with every private key, token and encryption secret
     replaced by a short fingerprint.
 author: turnkey.cluster maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - turnkey.cluster.talos
 options:
   cluster_name:
     description: The Talos cluster name.
@@ -71,11 +73,6 @@ options:
     description: Where the config is kept (mode 0600; the folder is created with mode 0700).
     type: path
     required: true
-  talosctl_path:
-    description:
-      - The talosctl to run. Default - C($TURNKEY_TALOSCTL), then the one C(make tools) built
-        (C(~/.cache/turnkey-cluster/tools/tools.env)), then C(talosctl) on C(PATH).
-    type: path
 attributes:
   check_mode:
     support: full
@@ -137,6 +134,7 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
     private_file,
     redact,
     run_talosctl,
+    talos_argument_spec,
     write_private,
 )
 
@@ -175,7 +173,7 @@ def shown(content):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=talos_argument_spec(
             cluster_name=dict(type="str", required=True),
             endpoint=dict(type="str", required=True),
             machine_type=dict(type="str", required=True, choices=["controlplane", "worker"]),
@@ -188,7 +186,6 @@ def main():
             dns_domain=dict(type="str", default="cluster.local"),
             validate_mode=dict(type="str", choices=["metal", "cloud", "container"], default="metal"),
             dest=dict(type="path", required=True),
-            talosctl_path=dict(type="path"),
         ),
         supports_check_mode=True,
     )

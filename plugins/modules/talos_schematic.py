@@ -143,7 +143,6 @@ cached:
 
 import json
 import os
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -158,6 +157,7 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.talos_schematic im
     request_body,
     schematic_id,
 )
+from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import write_private
 
 
 def read_cache(module, path):
@@ -174,20 +174,7 @@ def read_cache(module, path):
 
 
 def write_cache(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".schematics.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.chmod(tmp, 0o600)
-        os.rename(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_private(os.path.abspath(path), (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def post_schematic(module, body):

@@ -16,6 +16,8 @@ description:
     O(renew_days) days left. A new client certificate is issued from the bundle's CA then, so the renewed
     talosconfig works at once and the old one keeps working until it expires.
 author: turnkey.cluster maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - turnkey.cluster.talos
 options:
   cluster_name:
     description: The cluster name; also the talosconfig's context.
@@ -43,11 +45,6 @@ options:
     description: Where the talosconfig is kept (mode 0600; its folder is made 0700).
     type: path
     required: true
-  talosctl_path:
-    description:
-      - The talosctl to run. Default - C($TURNKEY_TALOSCTL), then the one C(make tools) built, then
-        C(talosctl) on C(PATH).
-    type: path
 attributes:
   check_mode:
     support: full
@@ -103,6 +100,7 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
     find_talosctl,
     private_file,
     run_talosctl,
+    talos_argument_spec,
     write_private,
 )
 
@@ -168,14 +166,13 @@ def generate(module, talosctl):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=talos_argument_spec(
             cluster_name=dict(type="str", required=True),
             secrets=dict(type="dict", required=True, no_log=True),
             endpoints=dict(type="list", elements="str", required=True),
             nodes=dict(type="list", elements="str", default=[]),
             renew_days=dict(type="int", default=30),
             dest=dict(type="path", required=True),
-            talosctl_path=dict(type="path"),
         ),
         supports_check_mode=True,
     )

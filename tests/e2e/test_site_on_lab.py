@@ -12,6 +12,7 @@ import requests
 import yaml
 
 from tests.playbook_runner import BIN, REPO, copy_inventory, recap, run_playbook
+from tests.tools import built_tools
 
 pytestmark = [pytest.mark.e2e, pytest.mark.lab]
 
@@ -54,17 +55,11 @@ def hetzner_servers(lab_state):
 ALL_NODES = [*PROXMOX_NODES, "hcloud-worker1"]
 
 
-def tools_env():
-    path = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                        "turnkey-cluster", "tools", "tools.env")
-    with open(path) as handle:
-        return dict(line.strip().split("=", 1) for line in handle if "=" in line)
-
-
 def kubectl_json(kubeconfig, *args):
     """kubectl (the real one, built by make tools) with the fetched kubeconfig, unmodified."""
-    done = subprocess.run([tools_env()["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), *args, "-o", "json"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    kubectl = built_tools("TURNKEY_KUBECTL")["TURNKEY_KUBECTL"]
+    done = subprocess.run([kubectl, "--kubeconfig", str(kubeconfig), *args, "-o", "json"], capture_output=True,
+                          text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

@@ -48,6 +48,7 @@ class Twin:
         self.binary, self.root = binary, root
         self.nodes_file, self.state = root / "nodes.json", root / "state"
         self.proc: subprocess.Popen | None = None
+        self.extra_args: list[str] = []  # e.g. --etcd/--kube-apiserver for the control plane behind bootstrap
         self.write_nodes(nodes)
 
     def write_nodes(self, nodes: dict[str, str]) -> None:
@@ -58,7 +59,7 @@ class Twin:
     def start(self, *ips: str) -> None:
         self.log = open(self.root / "twin.log", "a")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([self.binary, "--nodes", str(self.nodes_file), "--state", str(self.state),
-                                      "--reload", "200ms"], stdout=self.log, stderr=subprocess.STDOUT)
+                                      "--reload", "200ms", *self.extra_args], stdout=self.log, stderr=subprocess.STDOUT)
         for ip in ips:
             wait_listening(ip)
 

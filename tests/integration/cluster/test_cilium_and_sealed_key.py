@@ -9,36 +9,24 @@ import base64
 import datetime
 import ipaddress
 import json
-import os
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.playbook_runner import REPO, TEST_VAULT_PASSWORD, copy_inventory, lab_env, recap, run_playbook
 from tests.store_access import open_store
+from tests.tools import built_tools
 
-TOOLS_ENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "turnkey-cluster/tools/tools.env"
 SCHEMA = REPO.parent / "shared" / "schemas" / "cilium" / "cilium-1.20.0-values.schema.json"
 ADDRESS = "127.94.0.1"
 NEEDED = ("TURNKEY_ETCD", "TURNKEY_KUBE_APISERVER", "TURNKEY_HELM", "TURNKEY_KUBECTL", "TURNKEY_CILIUM_CHART")
 
 
 def tools():
-    values = {}
-    if TOOLS_ENV.is_file():
-        for line in TOOLS_ENV.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and not key.startswith("#"):
-                values[key.strip()] = value.strip()
-    values.update({key: os.environ[key] for key in NEEDED if os.environ.get(key)})
-    missing = [key for key in NEEDED if not values.get(key) or not Path(values[key]).exists()]
-    if missing:
-        pytest.fail("missing tools %s; run `make tools`" % ", ".join(missing), pytrace=False)
-    return values
+    return built_tools(*NEEDED)
 
 
 def free_port():

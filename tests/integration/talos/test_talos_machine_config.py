@@ -4,19 +4,17 @@ without secrets, talosctl's own errors, and every rendered config valid against 
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
 from tests.playbook_runner import REPO, run_playbook, task_results
+from tests.tools import built_tools
 
-TOOLS_ENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "turnkey-cluster/tools/tools.env"
 SCHEMA = REPO.parent / "shared" / "schemas" / "talos" / "talos-v1.13.9-config.schema.json"
 VERSION = "v1.13.9"
 INSTALLER = "factory.talos.dev/installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:" + VERSION
@@ -40,12 +38,7 @@ PATCHES = [
 
 
 def talosctl():
-    for line in TOOLS_ENV.read_text().splitlines() if TOOLS_ENV.exists() else []:
-        name, _sep, value = line.partition("=")
-        if name == "TURNKEY_TALOSCTL" and Path(value).exists():
-            return value
-    pytest.fail("talosctl is not built: run `make tools` (tools/build) first")
-    return None
+    return built_tools("TURNKEY_TALOSCTL")["TURNKEY_TALOSCTL"]
 
 
 @pytest.fixture(scope="module")
