@@ -6,7 +6,6 @@ CNI (Cilium's DaemonSet) exists. All driven by the unmodified talosctl and kubec
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -19,18 +18,16 @@ from tests.lab.test_talos_twin import (  # noqa: F401 # pylint: disable=unused-i
     run,
     talosctl,
     twin_binary,
-    wait_listening,
 )
+from tests.tools import built_tools
 
-NODES = {"cp1": "127.92.1.1", "cp2": "127.92.1.2", "cp3": "127.92.1.3", "w1": "127.92.1.4"}
-ENDPOINT = "https://127.92.1.100:6443"
-TOOLS_ENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "turnkey-cluster/tools/tools.env"
+# Each test its own /24: pytest -n 2 may run them at once, and every node binds its address.
+NETS = {"test_bootstrap_brings_up_etcd_the_api_server_and_nodes": "127.92.1",
+        "test_reboot_upgrade_and_reset": "127.92.2"}
 
 
 def tools() -> dict[str, str]:
-    if not TOOLS_ENV.exists():
-        pytest.fail("the Go tools are not built: run `make tools`")
-    return dict(line.split("=", 1) for line in TOOLS_ENV.read_text().splitlines() if "=" in line)
+    return built_tools("TURNKEY_ETCD", "TURNKEY_KUBE_APISERVER", "TURNKEY_KUBECTL")
 
 
 def node_config(gen: Path, name: str) -> Path:
@@ -79,33 +76,28 @@ def children_of(pid: int) -> list[str]:
 
 
 @pytest.fixture
-def cluster(twin_binary, talosctl, tmp_path):  # noqa: F811
+def cluster(request, twin_binary, talosctl, tmp_path):  # noqa: F811
+    net = NETS[request.node.originalname]
+    nodes = {"cp1": net + ".1", "cp2": net + ".2", "cp3": net + ".3", "w1": net + ".4"}
+    endpoint = "https://%s.100:6443" % net
     gen = tmp_path / "gen"
-    run(talosctl, "gen", "config", "twin", ENDPOINT, "-o", str(gen), "--with-docs=false", "--with-examples=false")
-    twin = Twin(twin_binary, tmp_path, NODES)
+    run(talosctl, "gen", "config", "twin", endpoint, "-o", str(gen), "--with-docs=false", "--with-examples=false")
+    twin = Twin(twin_binary, tmp_path, nodes)
     env = tools()
-    twin.binary_args = ["--etcd", env["TURNKEY_ETCD"], "--kube-apiserver", env["TURNKEY_KUBE_APISERVER"]]
-    start(twin)
+    twin.extra_args = ["--etcd", env["TURNKEY_ETCD"], "--kube-apiserver", env["TURNKEY_KUBE_APISERVER"]]
+    twin.start(*nodes.values())
     try:
-        yield twin, gen
+        yield twin, gen, nodes, endpoint
     finally:
         twin.stop()
 
 
-def start(twin: Twin) -> None:
-    twin.log = open(twin.root / "twin.log", "a")  # noqa: SIM115 - closed in Twin.stop()
-    twin.proc = subprocess.Popen([twin.binary, "--nodes", str(twin.nodes_file), "--state", str(twin.state),
-                                  "--reload", "200ms", *twin.binary_args], stdout=twin.log, stderr=subprocess.STDOUT)
-    for ip in NODES.values():
-        wait_listening(ip)
-
-
 def test_bootstrap_brings_up_etcd_the_api_server_and_nodes(cluster, talosctl, tmp_path):  # noqa: F811
-    twin, gen = cluster
+    twin, gen, nodes, endpoint = cluster
     talosconfig = str(gen / "talosconfig")
-    for name, ip in NODES.items():
+    for name, ip in nodes.items():
         run(talosctl, "apply-config", "--insecure", "-n", ip, "-e", ip, "-f", str(node_config(gen, name)))
-    cp1 = NODES["cp1"]
+    cp1 = nodes["cp1"]
     before = run(talosctl, "--talosconfig", talosconfig, "-n", cp1, "-e", cp1, "etcd", "members", ok=False)
     assert "etcd is not running" in before.output
     run(talosctl, "--talosconfig", talosconfig, "-n", cp1, "-e", cp1, "bootstrap")
@@ -117,9 +109,9 @@ def test_bootstrap_brings_up_etcd_the_api_server_and_nodes(cluster, talosctl, tm
         assert all(" %s " % cp in out for cp in ("cp1", "cp2", "cp3")), out
         return out
     eventually(members, 60, "three etcd members")
-    services = run(talosctl, "--talosconfig", talosconfig, "-n", NODES["cp2"], "-e", cp1, "service").output
+    services = run(talosctl, "--talosconfig", talosconfig, "-n", nodes["cp2"], "-e", cp1, "service").output
     assert any(line.split()[1:3] == ["etcd", "Running"] for line in services.splitlines()[1:]), services
-    worker = run(talosctl, "--talosconfig", talosconfig, "-n", NODES["w1"], "-e", cp1, "service").output
+    worker = run(talosctl, "--talosconfig", talosconfig, "-n", nodes["w1"], "-e", cp1, "service").output
     assert " etcd " not in worker and " kubelet " in worker
 
     # the kubeconfig talosctl fetches works with kubectl, unmodified: 0600, admin of the cluster
@@ -127,18 +119,18 @@ def test_bootstrap_brings_up_etcd_the_api_server_and_nodes(cluster, talosctl, tm
     run(talosctl, "--talosconfig", talosconfig, "-n", cp1, "-e", cp1, "kubeconfig", str(kubeconfig), "--force",
         "--merge=false")
     assert kubeconfig.stat().st_mode & 0o777 == 0o600
-    assert yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"] == ENDPOINT
+    assert yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"] == endpoint
 
-    def nodes(ready: str):
+    def node_states(ready: str):
         items = json.loads(kubectl(kubeconfig, "get", "nodes", "-o", "json"))["items"]
         found = {n["metadata"]["name"]: n for n in items}
-        assert sorted(found) == sorted(NODES), sorted(found)
+        assert sorted(found) == sorted(nodes), sorted(found)
         states = {name: next(c for c in n["status"]["conditions"] if c["type"] == "Ready") for name, n in found.items()}
         assert all(c["status"] == ready for c in states.values()), states
         return found, states
-    found, states = eventually(lambda: nodes("False"), 60, "four NotReady nodes")
+    found, states = eventually(lambda: node_states("False"), 60, "four NotReady nodes")
     assert states["w1"]["reason"] == "KubeletNotReady" and "cni plugin not initialized" in states["w1"]["message"]
-    assert {"type": "InternalIP", "address": NODES["cp2"]} in found["cp2"]["status"]["addresses"]
+    assert {"type": "InternalIP", "address": nodes["cp2"]} in found["cp2"]["status"]["addresses"]
     assert found["cp2"]["metadata"]["labels"]["turnkey.test/node"] == "cp2"
     assert "node-role.kubernetes.io/control-plane" in found["cp1"]["metadata"]["labels"]
     assert "node-role.kubernetes.io/control-plane" not in found["w1"]["metadata"]["labels"]
@@ -150,13 +142,13 @@ def test_bootstrap_brings_up_etcd_the_api_server_and_nodes(cluster, talosctl, tm
         "spec": {"selector": {"matchLabels": {"k8s-app": "cilium"}}, "template": {
             "metadata": {"labels": {"k8s-app": "cilium"}},
             "spec": {"containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.20.0"}]}}}}))
-    eventually(lambda: nodes("True"), 30, "four Ready nodes")
+    eventually(lambda: node_states("True"), 30, "four Ready nodes")
 
     # a restart of the twin keeps the cluster: same etcd data, the API server back, nodes still there
     twin.stop()
     assert leftovers(twin) == [], "etcd or kube-apiserver outlived the twin"
-    start(twin)
-    eventually(lambda: nodes("True"), 60, "the cluster after a restart")
+    twin.start(*nodes.values())
+    eventually(lambda: node_states("True"), 60, "the cluster after a restart")
     pid = twin.proc.pid
     assert sorted(children_of(pid)) == ["etcd", "etcd", "etcd", "kube-apiserver"]
     twin.stop()
@@ -177,11 +169,11 @@ def leftovers(twin: Twin) -> list[str]:
 
 
 def test_reboot_upgrade_and_reset(cluster, talosctl, tmp_path):  # noqa: F811
-    _twin, gen = cluster
+    _twin, gen, nodes, _endpoint = cluster
     talosconfig = str(gen / "talosconfig")
-    for name, ip in NODES.items():
+    for name, ip in nodes.items():
         run(talosctl, "apply-config", "--insecure", "-n", ip, "-e", ip, "-f", str(node_config(gen, name)))
-    cp1, cp2, w1 = NODES["cp1"], NODES["cp2"], NODES["w1"]
+    cp1, cp2, w1 = nodes["cp1"], nodes["cp2"], nodes["w1"]
 
     def talos(node, *args, endpoint=cp2, ok=True):
         return run(talosctl, "--talosconfig", talosconfig, "-n", node, "-e", endpoint, *args, ok=ok).output
@@ -205,8 +197,8 @@ def test_reboot_upgrade_and_reset(cluster, talosctl, tmp_path):  # noqa: F811
 
     # reset of a control plane: back to maintenance mode, and it leaves etcd
     eventually(lambda: _members(talos, cp2, {"cp1", "cp2", "cp3"}), 60, "three etcd members")
-    talos(NODES["cp3"], "reset", "--graceful", "--wait=false")
-    assert run(talosctl, "version", "--insecure", "-n", NODES["cp3"], "-e", NODES["cp3"]).returncode == 0
+    talos(nodes["cp3"], "reset", "--graceful", "--wait=false")
+    assert run(talosctl, "version", "--insecure", "-n", nodes["cp3"], "-e", nodes["cp3"]).returncode == 0
     eventually(lambda: _members(talos, cp2, {"cp1", "cp2"}), 30, "cp3 left etcd")
 
 
