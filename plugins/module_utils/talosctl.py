@@ -9,7 +9,8 @@ import datetime
 import hashlib
 import os
 import shutil
-import tempfile
+
+from ansible_collections.turnkey.cluster.plugins.module_utils.private_files import write_private_file
 
 TOOLS_ENV = os.path.join("turnkey-cluster", "tools", "tools.env")
 # Machine-config fields that hold private keys, tokens or encryption secrets.
@@ -81,27 +82,12 @@ def redact(value):
 
 
 def private_file(folder, name, text):
-    """A new file readable only by us (secrets bundles, patches handed to talosctl)."""
-    path = os.path.join(folder, name)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
-        handle.write(text)
-    return path
+    """A file readable only by us (secrets bundles, patches handed to talosctl), through the one writer."""
+    return write_private_file(os.path.join(folder, name), text)
 
 
-def write_private(path, content):
-    """Writes bytes to path atomically with mode 0600 (its folder made 0700 when missing)."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(content)
-        os.chmod(temp, 0o600)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+# The Talos modules' name for the one writer.
+write_private = write_private_file
 
 
 def node_args(talosconfig, node, endpoint=None):
