@@ -83,83 +83,108 @@ def digests(folder):
     return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.glob("*.vault.yml"))}
 
 
-def test_site_converges_on_the_lab_then_changes_nothing(lab, tmp_path):
-    inventory = copy_inventory(tmp_path, "lab")
-    env = {"TURNKEY_LAB_DIR": str(lab), "TURNKEY_STATE_DIR": str(tmp_path / "state")}
+class Site:
+    """A copy of the lab inventory, its state folder, and the secrets' digests after the first run."""
 
-    first = run_playbook("-i", str(inventory), env=env)
-    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
-    assert recap(first.stdout)["localhost"]["changed"] >= 1
-    assert "=== layer 00-persistent-auth ===" in first.stdout
-    stored = digests(inventory / "secrets")
-    assert set(stored) == {"sealed_secrets.vault.yml", "flux_deploy_key.vault.yml", "talos_secrets.vault.yml",
-                           "authentik_bootstrap_token.vault.yml", "proxmox_csi_token.vault.yml"}
+    def __init__(self, lab, tmp_path):
+        self.lab, self.tmp = lab, tmp_path
+        self.inventory = copy_inventory(tmp_path, "lab")
+        self.state = tmp_path / "state"
+        self.env = {"TURNKEY_LAB_DIR": str(lab), "TURNKEY_STATE_DIR": str(self.state)}
+        self.stored = None
 
-    second = run_playbook("-i", str(inventory), env=env)
-    assert second.returncode == 0, second.stdout[-4000:]
-    assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap(second.stdout).values())
-    assert digests(inventory / "secrets") == stored
+    def run(self, *args, **kwargs):
+        return run_playbook("-i", str(self.inventory), *args, env=self.env, **kwargs)
 
-    check = run_playbook("-i", str(inventory), "--check", "--diff", env=env)
-    assert check.returncode == 0
-    assert all(counts["changed"] == 0 for counts in recap(check.stdout).values())
-    assert digests(inventory / "secrets") == stored
 
-    report = json.loads((tmp_path / "state" / "runs" / "last.json").read_text())
-    assert {layer["name"] for layer in report["layers"]} == {"validation", "00-persistent-auth", "01-infrastructure"}
-    assert all(layer["changed"] == 0 and layer["failed"] == 0 for layer in report["layers"])
+@pytest.fixture(scope="module")
+def site(lab, tmp_path_factory):
+    return Site(lab, tmp_path_factory.mktemp("site"))
 
-    # Layer 01: every Proxmox node is a running VM that booted with its own address.
-    vms = proxmox_vms(lab)
-    for host, vmid in PROXMOX_NODES.items():
-        assert vms[vmid]["name"] == host and vms[vmid]["status"] == "running", vms.get(vmid)
-    # ...and the Hetzner worker is a running server at its private address.
-    servers = hetzner_servers(lab)
-    assert servers["hcloud-worker1"]["status"] == "running"
-    assert [n["ip"] for n in servers["hcloud-worker1"]["private_net"]] == ["127.3.0.10"]
 
-    # ...and they are one Kubernetes cluster: the fetched kubeconfig works with the real kubectl, every node
-    # is registered by name with its config's labels and address, and Ready now that Cilium runs.
-    state = tmp_path / "state"
-    for name in ("kubeconfig", "talos/talosconfig"):
-        assert (state / name).stat().st_mode & 0o777 == 0o600, name
-    nodes = {n["metadata"]["name"]: n for n in kubectl_json(state / "kubeconfig", "get", "nodes")["items"]}
-    assert sorted(nodes) == sorted(ALL_NODES)
-    assert all(ready(node) for node in nodes.values()), {n: ready(node) for n, node in nodes.items()}
-    assert nodes["worker1"]["metadata"]["labels"]["topology.kubernetes.io/zone"] == "proxmox-pve"
-    assert nodes["hcloud-worker1"]["metadata"]["labels"]["topology.kubernetes.io/zone"] == "hetzner-fsn1"
-    assert {"type": "InternalIP", "address": "127.2.2.1"} in nodes["worker1"]["status"]["addresses"]
-    assert "node-role.kubernetes.io/control-plane" in nodes["cp1"]["metadata"]["labels"]
-    cilium = kubectl_json(state / "kubeconfig", "-n", "kube-system", "get", "daemonset", "cilium")
-    assert cilium["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
-    keys = kubectl_json(state / "kubeconfig", "-n", "kube-system", "get", "secrets", "-l",
-                        "sealedsecrets.bitnami.com/sealed-secrets-key=active")["items"]
-    assert len(keys) == 1
+@pytest.mark.incremental
+class TestSiteOnTheLab:
+    """site.yml on the lab, step by step (a failed step fails the rest, see tests/conftest.py)."""
 
-    # One patch changed for one node: --check --diff shows it for that node only, the run applies it there only.
-    host_vars = inventory / "host_vars"
-    host_vars.mkdir(exist_ok=True)
-    (host_vars / "worker2.yml").write_text(yaml.safe_dump(
-        {"talos_config_node_patches": [{"machine": {"nodeLabels": {"turnkey.test/patched": "yes"}}}]}))
-    check = run_playbook("-i", str(inventory), "--check", "--diff", env=env)
-    assert check.returncode == 0, check.stdout[-4000:]
-    assert {host for host, counts in recap(check.stdout).items() if counts["changed"]} == {"worker2"}
-    assert "turnkey.test/patched" in check.stdout
-    patched = run_playbook("-i", str(inventory), env=env)
-    assert patched.returncode == 0, patched.stdout[-4000:]
-    assert changed_hosts(patched.stdout, "Apply the machine config, dry run first") == {"worker2"}
-    assert {host for host, counts in recap(patched.stdout).items() if counts["changed"]} == {"worker2"}
-    labels = kubectl_json(state / "kubeconfig", "get", "node", "worker2")["metadata"]["labels"]
-    assert labels.get("turnkey.test/patched") == "yes"
+    def test_first_run_converges(self, site):
+        first = site.run()
+        assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+        assert recap(first.stdout)["localhost"]["changed"] >= 1
+        assert "=== layer 00-persistent-auth ===" in first.stdout
+        site.stored = digests(site.inventory / "secrets")
+        assert set(site.stored) == {"sealed_secrets.vault.yml", "flux_deploy_key.vault.yml",
+                                    "talos_secrets.vault.yml", "authentik_bootstrap_token.vault.yml",
+                                    "proxmox_csi_token.vault.yml"}
 
-    # A full teardown, then site.yml again: new machines in maintenance mode become the same cluster (same
-    # secrets, so the kept talosconfig and kubeconfig still work), every node Ready, layer 00 untouched.
-    teardown = run_playbook("-i", str(inventory), "-e", "teardown_confirm=lab", playbook="playbooks/teardown.yml",
-                            env=env)
-    assert teardown.returncode == 0, teardown.stdout[-4000:]
-    rebuilt = run_playbook("-i", str(inventory), env=env)
-    assert rebuilt.returncode == 0, rebuilt.stdout[-4000:] + rebuilt.stderr[-2000:]
-    assert changed_hosts(rebuilt.stdout, "Bootstrap etcd") == {"cp1"}
-    nodes = {n["metadata"]["name"]: n for n in kubectl_json(state / "kubeconfig", "get", "nodes")["items"]}
-    assert sorted(nodes) == sorted(ALL_NODES) and all(ready(node) for node in nodes.values())
-    assert digests(inventory / "secrets") == stored
+    def test_second_run_and_check_mode_change_nothing(self, site):
+        second = site.run()
+        assert second.returncode == 0, second.stdout[-4000:]
+        assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap(second.stdout).values())
+        assert digests(site.inventory / "secrets") == site.stored
+
+        check = site.run("--check", "--diff")
+        assert check.returncode == 0
+        assert all(counts["changed"] == 0 for counts in recap(check.stdout).values())
+        assert digests(site.inventory / "secrets") == site.stored
+
+        report = json.loads((site.state / "runs" / "last.json").read_text())
+        assert {layer["name"] for layer in report["layers"]} == {
+            "validation", "00-persistent-auth", "01-infrastructure"}
+        assert all(layer["changed"] == 0 and layer["failed"] == 0 for layer in report["layers"])
+
+    def test_every_node_is_a_running_machine(self, site):
+        # Layer 01: every Proxmox node is a running VM that booted with its own address.
+        vms = proxmox_vms(site.lab)
+        for host, vmid in PROXMOX_NODES.items():
+            assert vms[vmid]["name"] == host and vms[vmid]["status"] == "running", vms.get(vmid)
+        # ...and the Hetzner worker is a running server at its private address.
+        servers = hetzner_servers(site.lab)
+        assert servers["hcloud-worker1"]["status"] == "running"
+        assert [n["ip"] for n in servers["hcloud-worker1"]["private_net"]] == ["127.3.0.10"]
+
+    def test_the_machines_are_one_kubernetes_cluster(self, site):
+        # The fetched kubeconfig works with the real kubectl, every node is registered by name with its
+        # config's labels and address, and Ready now that Cilium runs.
+        for name in ("kubeconfig", "talos/talosconfig"):
+            assert (site.state / name).stat().st_mode & 0o777 == 0o600, name
+        kubeconfig = site.state / "kubeconfig"
+        nodes = {n["metadata"]["name"]: n for n in kubectl_json(kubeconfig, "get", "nodes")["items"]}
+        assert sorted(nodes) == sorted(ALL_NODES)
+        assert all(ready(node) for node in nodes.values()), {n: ready(node) for n, node in nodes.items()}
+        assert nodes["worker1"]["metadata"]["labels"]["topology.kubernetes.io/zone"] == "proxmox-pve"
+        assert nodes["hcloud-worker1"]["metadata"]["labels"]["topology.kubernetes.io/zone"] == "hetzner-fsn1"
+        assert {"type": "InternalIP", "address": "127.2.2.1"} in nodes["worker1"]["status"]["addresses"]
+        assert "node-role.kubernetes.io/control-plane" in nodes["cp1"]["metadata"]["labels"]
+        cilium = kubectl_json(kubeconfig, "-n", "kube-system", "get", "daemonset", "cilium")
+        assert cilium["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        keys = kubectl_json(kubeconfig, "-n", "kube-system", "get", "secrets", "-l",
+                            "sealedsecrets.bitnami.com/sealed-secrets-key=active")["items"]
+        assert len(keys) == 1
+
+    def test_one_node_patch_is_shown_and_applied_to_that_node_only(self, site):
+        host_vars = site.inventory / "host_vars"
+        host_vars.mkdir(exist_ok=True)
+        (host_vars / "worker2.yml").write_text(yaml.safe_dump(
+            {"talos_config_node_patches": [{"machine": {"nodeLabels": {"turnkey.test/patched": "yes"}}}]}))
+        check = site.run("--check", "--diff")
+        assert check.returncode == 0, check.stdout[-4000:]
+        assert {host for host, counts in recap(check.stdout).items() if counts["changed"]} == {"worker2"}
+        assert "turnkey.test/patched" in check.stdout
+        patched = site.run()
+        assert patched.returncode == 0, patched.stdout[-4000:]
+        assert changed_hosts(patched.stdout, "Apply the machine config, dry run first") == {"worker2"}
+        assert {host for host, counts in recap(patched.stdout).items() if counts["changed"]} == {"worker2"}
+        labels = kubectl_json(site.state / "kubeconfig", "get", "node", "worker2")["metadata"]["labels"]
+        assert labels.get("turnkey.test/patched") == "yes"
+
+    def test_teardown_then_site_rebuilds_the_same_cluster(self, site):
+        # New machines in maintenance mode become the same cluster (same secrets, so the kept talosconfig
+        # and kubeconfig still work), every node Ready, layer 00 untouched.
+        teardown = site.run("-e", "teardown_confirm=lab", playbook="playbooks/teardown.yml")
+        assert teardown.returncode == 0, teardown.stdout[-4000:]
+        rebuilt = site.run()
+        assert rebuilt.returncode == 0, rebuilt.stdout[-4000:] + rebuilt.stderr[-2000:]
+        assert changed_hosts(rebuilt.stdout, "Bootstrap etcd") == {"cp1"}
+        nodes = {n["metadata"]["name"]: n for n in kubectl_json(site.state / "kubeconfig", "get", "nodes")["items"]}
+        assert sorted(nodes) == sorted(ALL_NODES) and all(ready(node) for node in nodes.values())
+        assert digests(site.inventory / "secrets") == site.stored

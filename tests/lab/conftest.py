@@ -71,9 +71,9 @@ class LabHandle:
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def make_lab(tmp_path_factory):
-    """Factory for isolated labs; each is brought down (and anything left killed) after the test."""
+@contextlib.contextmanager
+def isolated_labs(tmp_path_factory):
+    """A factory for isolated labs; each is brought down (and anything left killed) on leaving."""
     labs: list[LabHandle] = []
 
     def make(net: str) -> LabHandle:
@@ -81,7 +81,16 @@ def make_lab(tmp_path_factory):
         labs.append(handle)
         return handle
 
-    yield make
-    for handle in labs:
-        handle.run("down", ok=False)
-        handle.kill_everything()
+    try:
+        yield make
+    finally:
+        for handle in labs:
+            handle.run("down", ok=False)
+            handle.kill_everything()
+
+
+@pytest.fixture
+def make_lab(tmp_path_factory):
+    """Factory for isolated labs, each brought down after the test."""
+    with isolated_labs(tmp_path_factory) as make:
+        yield make

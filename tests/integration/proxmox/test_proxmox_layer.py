@@ -1,11 +1,11 @@
 """Layer 01 on Proxmox VE: the real site.yml brings up the lab inventory's six Proxmox nodes on a lab twin.
 
 One lab on net 127.88 (`lab up --profile fast --components proxmox,image_factory`) and a copy of the lab
-inventory without its Hetzner worker (tests/integration/hetzner covers that provider). One test made of
-steps, in order, so pytest-xdist cannot split it: check mode, the build (one download, one template, six
-linked clones), the rerun (changed=0), drift shown as a diff and corrected on one node only, the teardown
-(layer 00's CSI token survives it unchanged), injected faults that recover or fail naming the node, and the
-contract check (no request refused).
+inventory without its Hetzner worker (tests/integration/hetzner covers that provider). One class of
+ordered steps on that lab (incremental, on one worker): check mode, the build (one download, one template,
+six linked clones), the rerun (changed=0), drift shown as a diff and corrected on one node only, the
+teardown (layer 00's CSI token survives it unchanged), injected faults that recover or fail naming the node,
+and the contract check (no request refused).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Site:
         creds = lab.json("credentials.json")["proxmox"]
         self.secrets = (creds["token_secret"], creds["password"])
         self.auth = {"Authorization": "PVEAPIToken=%s=%s" % (creds["token_id"], creds["token_secret"])}
+        self.csi_before = None  # the CSI token before the first teardown, for the steps after it
 
     def csi_token(self):
         """The CSI token layer 00 keeps in the store, and whether Proxmox still accepts it."""
@@ -78,104 +79,100 @@ def changed_hosts(stdout):
     return {host for host, counts in recap(stdout).items() if counts["changed"]}
 
 
-def check_mode_creates_nothing(site):
-    run = site.run("--tags", "infrastructure", "--check", "--diff")
-    assert run.returncode == 0, run.stdout[-4000:]
-    assert changed_hosts(run.stdout) >= set(NODES), run.stdout[-3000:]
-    assert site.vms() == {}
-    assert site.get("nodes/pve/storage/local/content?content=import") == []
-
-
-def build_then_rerun_changes_nothing(site):
-    run = site.run()
-    assert run.returncode == 0, run.stdout[-6000:]
-    assert changed_hosts(run.stdout) >= set(NODES)
-    downloads = site.requests_since(0, "POST", r"/storage/local/download-url$")
-    assert len(downloads) == 1  # one image for the whole cluster
-    vms = site.vms()
-    assert set(vms) == set(NODES.values()) | {TEMPLATE}
-    assert vms[TEMPLATE]["template"] == 1
-    assert len([vm for vm in vms.values() if vm.get("template")]) == 1  # one template per storage
-    for name, vmid in NODES.items():
-        assert vms[vmid]["status"] == "running" and vms[vmid]["name"] == name
-        config = site.get(f"nodes/pve/qemu/{vmid}/config")
-        assert config["scsi0"].startswith(f"local-zfs:base-{TEMPLATE}-disk-0/vm-{vmid}-disk-"), config["scsi0"]
-        ip = "127.2.%d.%d" % ((1, vmid - 1499) if vmid < 2000 else (2, vmid - 1999))
-        assert config["ipconfig0"] == f"ip={ip}/16,gw=127.2.0.1"
-        assert config["ide2"].startswith("local-zfs:vm-%d-cloudinit" % vmid)
-        interfaces = site.get(f"nodes/pve/qemu/{vmid}/agent/network-get-interfaces")["result"]
-        assert ip in [a["ip-address"] for i in interfaces for a in i["ip-addresses"]]
-    clones = site.requests_since(0, "POST", rf"/qemu/{TEMPLATE}/clone$")
-    assert len(clones) == len(NODES)
-
-    start = len(site.lab_get(PVE, "requests"))
-    rerun = site.run()
-    assert rerun.returncode == 0, rerun.stdout[-4000:]
-    assert changed_hosts(rerun.stdout) == set(), rerun.stdout[-3000:]
-    assert site.requests_since(start, "POST", ".") == []  # nothing created, started or downloaded again
-    check = site.run("--check", "--diff")
-    assert check.returncode == 0 and changed_hosts(check.stdout) == set()
-
-
-def drift_is_a_diff_and_is_corrected_on_that_node_only(site):
-    worker1 = site.inventory / "host_vars" / "worker1.yml"
-    worker1.parent.mkdir(exist_ok=True)
-    worker1.write_text("node_cores: 6\n")
-    check = site.run("--tags", "infrastructure", "--check", "--diff")
-    assert check.returncode == 0
-    assert changed_hosts(check.stdout) == {"worker1"}
-    assert re.search(r'-\s+"cores": 4,?\n\+\s+"cores": 6', check.stdout) or \
-        re.search(r"-\s*cores: 4\n\+\s*cores: 6", check.stdout), check.stdout[-3000:]
-    assert site.get("nodes/pve/qemu/2000/config")["cores"] == 4
-    apply = site.run("--tags", "infrastructure")
-    assert apply.returncode == 0 and changed_hosts(apply.stdout) == {"worker1"}
-    assert site.get("nodes/pve/qemu/2000/config")["cores"] == 6
-
-
-def teardown_keeps_layer_00_then_faults_recover_or_name_the_node(site):
-    csi_before = site.csi_token()
-    assert csi_before[1] == 200
-    teardown = site.run("-e", "teardown_confirm=lab", playbook="playbooks/teardown.yml")
-    assert teardown.returncode == 0, teardown.stdout[-3000:]
-    assert set(site.vms()) == {TEMPLATE}  # the template stays for the next build
-    assert site.csi_token() == csi_before  # the CSI token survives the teardown, unchanged and valid
-
-    # Transient: lock timeouts on the storage and a burst of 503s are absorbed by the retries.
-    site.fault(kind="lock_timeout", match="pve-storage-local-zfs", count=2)
-    site.fault(kind="http_5xx", status=503, count=3, match="/qemu/")
-    run = site.run()
-    assert run.returncode == 0, run.stdout[-4000:]
-    assert "can't lock file" not in run.stdout
-    assert {vm["status"] for vmid, vm in site.vms().items() if vmid != TEMPLATE} == {"running"}
-
-    # Definitive: a clone task that fails names the node and carries Proxmox's error; a rerun converges.
-    site.run("-e", "teardown_confirm=lab", playbook="playbooks/teardown.yml")
-    site.fault(kind="task_fail", match="qmclone", message="storage 'local-zfs' is full", count=1)
-    failed = site.run("--tags", "infrastructure")
-    assert failed.returncode != 0
-    failures = re.findall(r"fatal: \[(\S+)\]: FAILED! => (.*)", failed.stdout)
-    assert len(failures) == 1, failed.stdout[-4000:]
-    host, message = failures[0]
-    assert host in NODES and "storage 'local-zfs' is full" in message and str(NODES[host]) in message
-    converge = site.run("--tags", "infrastructure")
-    assert converge.returncode == 0, converge.stdout[-4000:]
-    assert changed_hosts(converge.stdout) == {host}
-    rebuilt = site.run()
-    assert rebuilt.returncode == 0 and changed_hosts(rebuilt.stdout) == set(), rebuilt.stdout[-3000:]
-    assert site.csi_token() == csi_before  # and every rebuild after it
-
-
-def no_request_was_refused(site):
-    for base in (PVE, FACTORY):
-        assert site.lab_get(base, "rejects") == [], base
-
-
-def test_layer_01_proxmox_nodes_on_the_lab(make_lab, tmp_path):
-    lab = make_lab(NET)
+@pytest.fixture(scope="class")
+def site(make_class_lab, tmp_path_factory):
+    lab = make_class_lab(NET)
     lab.run("up", "--profile", "fast", "--components", "proxmox,image_factory")
-    site = Site(lab, tmp_path)
-    check_mode_creates_nothing(site)
-    build_then_rerun_changes_nothing(site)
-    drift_is_a_diff_and_is_corrected_on_that_node_only(site)
-    teardown_keeps_layer_00_then_faults_recover_or_name_the_node(site)
-    no_request_was_refused(site)
+    return Site(lab, tmp_path_factory.mktemp("site"))
+
+
+@pytest.mark.incremental
+class TestLayer01ProxmoxNodesOnTheLab:
+    def test_check_mode_creates_nothing(self, site):
+        run = site.run("--tags", "infrastructure", "--check", "--diff")
+        assert run.returncode == 0, run.stdout[-4000:]
+        assert changed_hosts(run.stdout) >= set(NODES), run.stdout[-3000:]
+        assert site.vms() == {}
+        assert site.get("nodes/pve/storage/local/content?content=import") == []
+
+    def test_build_then_rerun_changes_nothing(self, site):
+        run = site.run()
+        assert run.returncode == 0, run.stdout[-6000:]
+        assert changed_hosts(run.stdout) >= set(NODES)
+        downloads = site.requests_since(0, "POST", r"/storage/local/download-url$")
+        assert len(downloads) == 1  # one image for the whole cluster
+        vms = site.vms()
+        assert set(vms) == set(NODES.values()) | {TEMPLATE}
+        assert vms[TEMPLATE]["template"] == 1
+        assert len([vm for vm in vms.values() if vm.get("template")]) == 1  # one template per storage
+        for name, vmid in NODES.items():
+            assert vms[vmid]["status"] == "running" and vms[vmid]["name"] == name
+            config = site.get(f"nodes/pve/qemu/{vmid}/config")
+            assert config["scsi0"].startswith(f"local-zfs:base-{TEMPLATE}-disk-0/vm-{vmid}-disk-"), config["scsi0"]
+            ip = "127.2.%d.%d" % ((1, vmid - 1499) if vmid < 2000 else (2, vmid - 1999))
+            assert config["ipconfig0"] == f"ip={ip}/16,gw=127.2.0.1"
+            assert config["ide2"].startswith("local-zfs:vm-%d-cloudinit" % vmid)
+            interfaces = site.get(f"nodes/pve/qemu/{vmid}/agent/network-get-interfaces")["result"]
+            assert ip in [a["ip-address"] for i in interfaces for a in i["ip-addresses"]]
+        clones = site.requests_since(0, "POST", rf"/qemu/{TEMPLATE}/clone$")
+        assert len(clones) == len(NODES)
+
+        start = len(site.lab_get(PVE, "requests"))
+        rerun = site.run()
+        assert rerun.returncode == 0, rerun.stdout[-4000:]
+        assert changed_hosts(rerun.stdout) == set(), rerun.stdout[-3000:]
+        assert site.requests_since(start, "POST", ".") == []  # nothing created, started or downloaded again
+        check = site.run("--check", "--diff")
+        assert check.returncode == 0 and changed_hosts(check.stdout) == set()
+
+    def test_drift_is_a_diff_and_is_corrected_on_that_node_only(self, site):
+        worker1 = site.inventory / "host_vars" / "worker1.yml"
+        worker1.parent.mkdir(exist_ok=True)
+        worker1.write_text("node_cores: 6\n")
+        check = site.run("--tags", "infrastructure", "--check", "--diff")
+        assert check.returncode == 0
+        assert changed_hosts(check.stdout) == {"worker1"}
+        assert re.search(r'-\s+"cores": 4,?\n\+\s+"cores": 6', check.stdout) or \
+            re.search(r"-\s*cores: 4\n\+\s*cores: 6", check.stdout), check.stdout[-3000:]
+        assert site.get("nodes/pve/qemu/2000/config")["cores"] == 4
+        apply = site.run("--tags", "infrastructure")
+        assert apply.returncode == 0 and changed_hosts(apply.stdout) == {"worker1"}
+        assert site.get("nodes/pve/qemu/2000/config")["cores"] == 6
+
+    def test_teardown_keeps_layer_00(self, site):
+        site.csi_before = site.csi_token()
+        assert site.csi_before[1] == 200
+        teardown = site.run("-e", "teardown_confirm=lab", playbook="playbooks/teardown.yml")
+        assert teardown.returncode == 0, teardown.stdout[-3000:]
+        assert set(site.vms()) == {TEMPLATE}  # the template stays for the next build
+        assert site.csi_token() == site.csi_before  # the CSI token survives the teardown, unchanged and valid
+
+    def test_transient_faults_are_absorbed(self, site):
+        # Lock timeouts on the storage and a burst of 503s are absorbed by the retries.
+        site.fault(kind="lock_timeout", match="pve-storage-local-zfs", count=2)
+        site.fault(kind="http_5xx", status=503, count=3, match="/qemu/")
+        run = site.run()
+        assert run.returncode == 0, run.stdout[-4000:]
+        assert "can't lock file" not in run.stdout
+        assert {vm["status"] for vmid, vm in site.vms().items() if vmid != TEMPLATE} == {"running"}
+
+    def test_failed_clone_names_the_node_then_a_rerun_converges(self, site):
+        # Definitive: a clone task that fails names the node and carries Proxmox's error.
+        site.run("-e", "teardown_confirm=lab", playbook="playbooks/teardown.yml")
+        site.fault(kind="task_fail", match="qmclone", message="storage 'local-zfs' is full", count=1)
+        failed = site.run("--tags", "infrastructure")
+        assert failed.returncode != 0
+        failures = re.findall(r"fatal: \[(\S+)\]: FAILED! => (.*)", failed.stdout)
+        assert len(failures) == 1, failed.stdout[-4000:]
+        host, message = failures[0]
+        assert host in NODES and "storage 'local-zfs' is full" in message and str(NODES[host]) in message
+        converge = site.run("--tags", "infrastructure")
+        assert converge.returncode == 0, converge.stdout[-4000:]
+        assert changed_hosts(converge.stdout) == {host}
+        rebuilt = site.run()
+        assert rebuilt.returncode == 0 and changed_hosts(rebuilt.stdout) == set(), rebuilt.stdout[-3000:]
+        assert site.csi_token() == site.csi_before  # and every rebuild after it
+
+    def test_no_request_was_refused(self, site):
+        for base in (PVE, FACTORY):
+            assert site.lab_get(base, "rejects") == [], base

@@ -1,0 +1,42 @@
+"""Suite-wide hooks: ordered steps of one lab (`@pytest.mark.incremental` on a class).
+
+A class marked incremental is one expensive setup (a class-scoped fixture) followed by steps, each its
+own test method run in file order, so a failure names its step. Once a step fails, the later steps of
+that class are reported as xfail "previous step failed: <step>" instead of running on a broken lab.
+pytest.ini's --dist loadscope keeps a class on one pytest-xdist worker, in order (loadgroup does not
+group under pytest 9: xdist renames items through an attribute pytest 9 no longer reads).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+_FAILED_STEP = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "incremental: a class of ordered steps; a failed step fails the rest")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed and item.get_closest_marker("incremental") and item.parent is not None:
+        item.parent.stash.setdefault(_FAILED_STEP, item.name)
+    return report
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("incremental") and item.parent is not None:
+        failed = item.parent.stash.get(_FAILED_STEP, None)
+        if failed is not None:
+            pytest.xfail("previous step failed: %s" % failed)
+
+
+@pytest.fixture(scope="class")
+def make_class_lab(tmp_path_factory):
+    """make_lab for a class of ordered steps: the labs live until the class's last step."""
+    from tests.lab.conftest import isolated_labs  # noqa: PLC0415 - sets up the lab package's import path
+
+    with isolated_labs(tmp_path_factory) as make:
+        yield make
