@@ -7,7 +7,18 @@ import secrets
 import uuid
 
 from ..base import HttpError, Request, Response
-from .auth import ALL_PRIVILEGES, BUILTIN_ROLES, hash_secret, make_ticket, secret_matches
+from .auth import (
+    ALL_PRIVILEGES,
+    BUILTIN_ROLES,
+    Identity,
+    can_modify_permissions,
+    effective_permissions,
+    hash_secret,
+    make_ticket,
+    permissions,
+    privileges,
+    secret_matches,
+)
 
 
 class Access:
@@ -26,6 +37,7 @@ class Access:
         add("PUT", "/access/roles/{roleid}", self.update_role)
         add("DELETE", "/access/roles/{roleid}", self.delete_role)
         add("GET", "/access/acl", self.acl)
+        add("GET", "/access/permissions", self.permissions)
         add("PUT", "/access/acl", self.update_acl)
         add("GET", "/access/users/{userid}/token", self.list_tokens)
         token = "/access/users/{userid}/token/{tokenid}"
@@ -180,9 +192,35 @@ class Access:
         return self.twin.ok(None)
 
     def acl(self, request: Request) -> Response:
+        who = request.context["who"]
         with self.twin.store.lock:
-            entries = copy.deepcopy(self.state["acl"])
+            # Only entries on paths where the caller may change permissions (or audit /access), as Proxmox.
+            audit = "Sys.Audit" in privileges(self.state, who, "/access")
+            entries = [copy.deepcopy(e) for e in self.state["acl"]
+                       if audit or can_modify_permissions(self.state, who, e["path"])]
         return self.twin.ok(entries)
+
+    def permissions(self, request: Request) -> Response:
+        """The effective privileges of the caller, or of `userid` (a user or a token): {path: {priv: 0|1}}."""
+        params = request.context["params"]
+        who = request.context["who"]
+        with self.twin.store.lock:
+            subject = who
+            userid = params.get("userid")
+            if userid and userid != who.name:
+                owner = userid.split("!", 1)[0]
+                known = self.state["tokens"] if "!" in userid else self.state["users"]
+                if userid not in known:
+                    raise HttpError(500, f"no such {'token' if '!' in userid else 'user'} '{userid}'")
+                # One's own tokens are free to dump; anyone else's needs Sys.Audit on /access.
+                if not (owner == who.user and not who.token) and \
+                        "Sys.Audit" not in privileges(self.state, who, "/access"):
+                    raise HttpError(403, "Permission check failed (/access, Sys.Audit)")
+                subject = Identity(owner, userid if "!" in userid else None)
+            if params.get("path"):
+                privs = permissions(self.state, subject, params["path"])
+                return self.twin.ok({params["path"]: privs} if privs else {})
+            return self.twin.ok(effective_permissions(self.state, subject))
 
     def update_acl(self, request: Request) -> Response:
         params = request.context["params"]

@@ -129,19 +129,26 @@ def authenticate(state: dict, request: Request) -> Identity:
 
 def privileges(state: dict, who: Identity, path: str) -> set[str]:
     """Effective privileges on `path`: ACL entries on the path or a propagating ancestor."""
+    return set(permissions(state, who, path))
+
+
+def permissions(state: dict, who: Identity, path: str) -> dict[str, int]:
+    """{privilege: propagate (1|0)} on `path`, as GET /access/permissions answers it: root@pam (or a token of
+    it without privilege separation) has everything; a separated token the intersection of its user's and
+    its own ACL privileges."""
     if who.user == "root@pam" and (not who.token or not state["tokens"].get(who.token, {}).get("privsep")):
-        return set(ALL_PRIVILEGES)
+        return dict.fromkeys(ALL_PRIVILEGES, 1)
     user_privs = _acl_privs(state, path, "user", who.user)
     if who.token and state["tokens"].get(who.token, {}).get("privsep", 1):
         token_privs = _acl_privs(state, path, "token", who.token)
         if who.user == "root@pam":
             return token_privs
-        return user_privs & token_privs
+        return {priv: flag for priv, flag in token_privs.items() if priv in user_privs}
     return user_privs
 
 
-def _acl_privs(state: dict, path: str, kind: str, ugid: str) -> set[str]:
-    best: tuple[int, set[str]] | None = None  # the most specific path wins, as in Proxmox
+def _acl_privs(state: dict, path: str, kind: str, ugid: str) -> dict[str, int]:
+    best: tuple[int, dict[str, int]] | None = None  # the most specific path wins, as in Proxmox
     path = path.rstrip("/") or "/"
     for entry in state["acl"]:
         if entry["type"] != kind or entry["ugid"] != ugid:
@@ -149,15 +156,17 @@ def _acl_privs(state: dict, path: str, kind: str, ugid: str) -> set[str]:
         acl_path = entry["path"].rstrip("/") or "/"
         exact = acl_path == path
         parent = acl_path == "/" or path.startswith(acl_path + "/")
-        if not exact and not (parent and entry.get("propagate", 1)):
+        propagate = int(entry.get("propagate", 1))
+        if not exact and not (parent and propagate):
             continue
         depth = len(acl_path)
-        privs = set(state["roles"].get(entry["roleid"], []))
+        privs = dict.fromkeys(state["roles"].get(entry["roleid"], []), propagate)
         if best is None or depth > best[0]:
             best = (depth, privs)
         elif depth == best[0]:
-            best[1].update(privs)
-    return best[1] if best else set()
+            for priv, flag in privs.items():  # a privilege is propagating if any entry granting it is
+                best[1][priv] = max(best[1].get(priv, 0), flag)
+    return best[1] if best else {}
 
 
 def check(state: dict, who: Identity, rule: object, params: dict) -> None:
@@ -194,7 +203,7 @@ def _evaluate(state: dict, who: Identity, rule, params: dict) -> str | None:
         return f"{path}, {missing[0]}" if missing else None
     if op == "perm-modify":
         path = _fill(rule[1], params)
-        return None if "Permissions.Modify" in privileges(state, who, path) else f"{path}, Permissions.Modify"
+        return None if can_modify_permissions(state, who, path) else f"{path}, Permissions.Modify"
     if op == "userid-param":
         if rule[1] == "self":
             return None if params.get("userid") == who.user else f"/access/users/{params.get('userid')}, self"
@@ -204,6 +213,27 @@ def _evaluate(state: dict, who: Identity, rule, params: dict) -> str | None:
         have = privileges(state, who, "/access/groups")
         return None if set(rule[1]) <= have else f"/access/groups, {'|'.join(rule[1])}"
     return None  # forms the lab does not model (e.g. group-param) allow
+
+
+def can_modify_permissions(state: dict, who: Identity, path: str) -> bool:
+    """pve-access-control's check_perm_modify: Permissions.Modify on the path, or the object's own
+    allocation privilege on a single storage, VM or pool."""
+    accepted = {"Permissions.Modify"}
+    for prefix, priv in (("/storage/", "Datastore.Allocate"), ("/vms/", "VM.Allocate"), ("/pool/", "Pool.Allocate")):
+        if path.startswith(prefix) and len(path) > len(prefix):
+            accepted.add(priv)
+    return bool(privileges(state, who, path) & accepted)
+
+
+# What GET /access/permissions lists without `path`: these top-level paths and every path an ACL names.
+TOP_LEVEL_PATHS = ("/", "/access", "/access/groups", "/mapping", "/nodes", "/pool", "/sdn", "/storage", "/vms")
+
+
+def effective_permissions(state: dict, who: Identity) -> dict[str, dict[str, int]]:
+    """{path: {privilege: propagate}} of every path where `who` has something (Proxmox leaves out the rest)."""
+    paths = set(TOP_LEVEL_PATHS) | {entry["path"] for entry in state["acl"]}
+    result = {path: permissions(state, who, path) for path in sorted(paths)}
+    return {path: privs for path, privs in result.items() if privs}
 
 
 def _fill(template: str, params: dict) -> str:

@@ -2,20 +2,24 @@
 
 Every routed request goes through `before()`: authenticate (ticket + CSRF, or API token), validate the
 parameters against the official schema (400 "Parameter verification failed." with per-parameter errors,
-recorded in /_lab/rejects), check the privileges the schema's `permissions` name (403 "Permission check
-failed (...)"). Errors are answered like pveproxy: the message in the HTTP status text, `{"data": null}`.
+recorded in /_lab/rejects), check the privileges the schema's `permissions` name, then those qemu-server
+checks in its code (qemu_privileges.py) (403 "Permission check failed (...)"). Lists show only what the
+caller may see, task status/logs only the caller's own tasks without Sys.Audit on the node. Errors are
+answered like pveproxy: the message in the HTTP status text, `{"data": null}`.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import re
 import secrets
 import time
 import uuid
 from pathlib import Path
 
 from ..base import HttpError, Request, Response, Twin
-from . import auth
+from . import auth, qemu_privileges
 from .access import Access
 from .disks import Disks
 from .inventory import NETWORK, NODE, PVE_VERSION, STORAGES, initial_state
@@ -116,8 +120,14 @@ class ProxmoxTwin(Twin):
                 request.context["who"] = auth.authenticate(self.store.data, request)
         if "node" in request.params:
             self.node_or_fail(request)
-        if self.schema is None:
-            return
+        if self.schema is not None:
+            self._schema_checks(request, params, public)
+        if not public:
+            with self.store.lock:
+                qemu_privileges.check_request(self.store.data, request.context["who"], request.method,
+                                              request.path, params)
+
+    def _schema_checks(self, request: Request, params: dict, public: bool) -> None:
         info = self.schema.info("GET" if request.method == "HEAD" else request.method, request.path.rstrip("/"))
         if info is None:
             return
@@ -133,6 +143,36 @@ class ProxmoxTwin(Twin):
                 auth.check(self.store.data, request.context["who"], permissions["check"], params)
             elif request.context["who"].user != "root@pam":
                 raise HttpError(403, "Permission check failed (user != root@pam)")
+
+    def _routed(self, request: Request, raw_path: str) -> Response:
+        return self._visible_only(request, super()._routed(request, raw_path))
+
+    # GET lists Proxmox filters by privilege: (path regex, privileges on the item, any of them suffices)
+    _FILTERED = (
+        (re.compile(r"^/nodes/[^/]+/qemu/?$"), lambda i: [(f"/vms/{i.get('vmid')}", ["VM.Audit"])]),
+        (re.compile(r"^/nodes/[^/]+/storage/?$"),
+         lambda i: [(f"/storage/{i.get('storage')}", ["Datastore.Audit", "Datastore.AllocateSpace"])]),
+        (re.compile(r"^/cluster/resources/?$"), lambda i: [
+            {"qemu": (f"/vms/{i.get('vmid')}", ["VM.Audit"]), "node": (f"/nodes/{i.get('node')}", ["Sys.Audit"]),
+             "storage": (f"/storage/{i.get('storage')}", ["Datastore.Audit", "Datastore.AllocateSpace"])
+             }.get(i.get("type"), ("/", []))]),
+    )
+
+    def _visible_only(self, request: Request, response: Response) -> Response:
+        """Leave out of a list what the caller may not see (Proxmox never says 403 for a list)."""
+        who = request.context.get("who")
+        if request.method != "GET" or response.status != 200 or who is None:
+            return response
+        rule = next((rule for regex, rule in self._FILTERED if regex.match(request.path)), None)
+        if rule is None:
+            return response
+        body = json.loads(response.body)
+        with self.store.lock:
+            def visible(item: dict) -> bool:
+                return all(not privs or auth.privileges(self.store.data, who, path) & set(privs)
+                           for path, privs in rule(item))
+            body["data"] = [item for item in body.get("data") or [] if visible(item)]
+        return Response.json(body, status=response.status)
 
     # -- lab side: first-start credentials, simulated VMs' network identity -------------------------
     def lab_route(self, request: Request, path: str) -> Response | None:
@@ -205,6 +245,14 @@ class ProxmoxTwin(Twin):
         if not parse_upid(upid) or task is None:
             raise HttpError(500, f"no such task ('{upid}')" if parse_upid(upid) else f"unable to parse worker "
                                                                                       f"upid '{upid}'")
+        # Someone else's task (a user sees its own tokens' tasks) needs Sys.Audit on the node.
+        who = request.context["who"]
+        own = task["user"] == who.name or (not who.token and task["user"].split("!", 1)[0] == who.user)
+        if not own:
+            node = request.params["node"]
+            with self.store.lock:
+                if "Sys.Audit" not in auth.privileges(self.store.data, who, f"/nodes/{node}"):
+                    raise HttpError(403, f"Permission check failed (/nodes/{node}, Sys.Audit)")
         return task
 
     def task_status(self, request: Request) -> Response:
