@@ -27,7 +27,15 @@ ARGUMENT_SPEC = dict(
     value=dict(type="raw", no_log=True),
     talosctl_path=dict(type="path"),
     from_controlplane_config=dict(type="path"),
+    force_new_identity=dict(type="bool", default=False),
 )
+
+REFUSED_TALOS_ROTATION = (
+    "rotating talos_secrets without from_controlplane_config makes a NEW cluster identity (new CAs, tokens and "
+    "keys): the running cluster's nodes would not trust machine configs rendered from it. To recover the "
+    "running cluster's bundle, give from_controlplane_config (a control plane's machine config, see "
+    "docs/persistent-secrets.md); to start a new cluster on purpose, set force_new_identity=true "
+    "(role variable persistent_secrets_talos_force_new_identity)")
 
 
 class ActionModule(ActionBase):
@@ -54,8 +62,19 @@ class ActionModule(ActionBase):
             raise store_lib.StoreError("from_controlplane_config applies to talos_secrets only")
         if args["value"] is not None and args["type"] != "provided":
             raise store_lib.StoreError("value applies to type provided only; the other types are generated here")
+        if args["force_new_identity"] and args["type"] != "talos_secrets":
+            raise store_lib.StoreError("force_new_identity applies to talos_secrets only")
         password = store_lib.resolve_password(args["vault_password_file"], args["vault_password_env"])
         store = store_lib.Store(args["store_path"], password)
+        planned = self._decide_and_write(result, args, store, may_write=False)
+        if planned["action"] == "none" or self._task.check_mode:
+            return planned
+        # Decide again under the store's lock: a run that got there first has written it, and this one keeps
+        # what it wrote instead of generating a second, different secret.
+        with store.locked():
+            return self._decide_and_write(result, args, store, may_write=True)
+
+    def _decide_and_write(self, result, args, store, may_write):
         name, secret_type = args["name"], args["type"]
         current = store.read(name)
         if current is not None and current.get("type") != secret_type:
@@ -69,6 +88,9 @@ class ActionModule(ActionBase):
             action = "renew"
         else:
             action = None
+        if (action == "rotate" and secret_type == "talos_secrets" and not args["from_controlplane_config"]
+                and not args["force_new_identity"]):
+            raise store_lib.StoreError(REFUSED_TALOS_ROTATION)
         result.update(changed=action is not None, path=store.file_of(name), action=action or "none",
                       created=action == "create", rotated=action == "rotate", renewed=action == "renew")
         if self._task.diff or self._play_context.diff:
@@ -86,10 +108,14 @@ class ActionModule(ActionBase):
             # Without a value the task only reports (and checks the store can be read): nothing to write.
             raise store_lib.StoreError("no value was given to %s it with; a provided secret is written from the "
                                        "answer of the API that issued it" % action)
+        if not may_write:
+            return result
         if action == "renew":
             material = store_lib.renew_certificate(current, args)
         else:
             material = store_lib.generate(secret_type, args)
+        if action == "rotate" and secret_type == "sealed_secrets_keypair":
+            material = store_lib.retire_key(current, material)
         record = store_lib.new_record(name, secret_type, material, current)
         backup = store.write(name, record)
         if backup:

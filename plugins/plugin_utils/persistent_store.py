@@ -8,7 +8,9 @@ them safe is the vault password, which never enters the store, a task result or 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import re
@@ -16,6 +18,7 @@ import secrets
 import string
 import subprocess
 import tempfile
+import time
 
 import yaml
 from ansible.errors import AnsibleError
@@ -41,6 +44,9 @@ SECRET_TYPES = ("sealed_secrets_keypair", "ssh_ed25519", "token", "provided", "t
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 SUFFIX = ".vault.yml"
 BACKUP_DIR = ".backup"
+# Held while a secret is read, generated and written, so two runs at once keep one secret, not two.
+LOCK_FILE = ".lock"
+LOCK_WAIT_SECONDS = 600
 
 
 class StoreError(AnsibleError):
@@ -96,6 +102,27 @@ class Store:
         except AnsibleVaultError as exc:
             raise StoreError("cannot decrypt %s (is it the right vault password?): %s" % (path, exc)) from None
         return yaml.safe_load(plain)
+
+    @contextlib.contextmanager
+    def locked(self, wait_seconds=LOCK_WAIT_SECONDS):
+        """Exclusive lock on the store (flock on .lock in its folder); the kernel drops it if the run dies."""
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        lock_path = os.path.join(self.path, LOCK_FILE)
+        handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + wait_seconds
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreError("another run has held the store's lock %s for %d seconds; let it finish "
+                                         "(or end it) and run again" % (lock_path, wait_seconds)) from None
+                    time.sleep(0.2)
+            yield
+        finally:
+            os.close(handle)
 
     def write(self, name, record):
         """Atomic replace; the previous version (still encrypted) goes to .backup/. Returns the backup path."""
@@ -206,6 +233,27 @@ def renew_certificate(record, options):
     return {"data": data}
 
 
+def retire_key(previous, material):
+    """A rotated sealed-secrets keypair keeps its old keys (oldest first): SealedSecrets sealed with them
+    must still decrypt, in the running cluster and in every rebuild."""
+    if previous is None:
+        return material
+    old = previous["data"]
+    retired = list(old.get("retired_keys", [])) + [{"private_key": old["private_key"],
+                                                     "certificate": old["certificate"]}]
+    return {"data": dict(material["data"], retired_keys=retired)}
+
+
+def key_id(certificate_pem):
+    """The SHA-256 of a certificate's public key (DER): the same for a key across certificate renewals."""
+    certificate = x509.load_pem_x509_certificate(to_bytes(certificate_pem))
+    spki = certificate.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(spki)
+    return digest.finalize().hex()
+
+
 def public_facts(record, now=None):
     """What may be shown: public keys, certificate dates and fingerprints, never secret material."""
     data = record["data"]
@@ -221,7 +269,10 @@ def public_facts(record, now=None):
         not_after = certificate.not_valid_after_utc
         facts.update(certificate=data["certificate"], not_after=_stamp(not_after),
                      days_left=(not_after - (now or utcnow())).days,
-                     fingerprint_sha256=certificate.fingerprint(hashes.SHA256()).hex())
+                     fingerprint_sha256=certificate.fingerprint(hashes.SHA256()).hex(),
+                     # Retired keys first, the current one last: the order of retired_keys + the current key.
+                     key_ids=[key_id(key["certificate"]) for key in data.get("retired_keys", [])]
+                     + [key_id(data["certificate"])])
     return facts
 
 
