@@ -53,10 +53,12 @@ pytest: venv
 molecule: venv
 	for scenario in molecule/*/molecule.yml; do molecule test -s "$$(basename "$$(dirname "$$scenario")")"; done
 
-# Benchmarks, not tests: wall time and API calls of layer 01 on fresh labs (realistic profile).
+# Benchmarks, not tests: wall time and API calls of layer 01 on fresh labs (realistic profile), and the
+# waits the tests no longer bound (retries through 429s, a stuck server's timeout).
 bench: venv
 	python -m benchmarks.proxmox_nodes
 	python -m benchmarks.hetzner_requests
+	python -m benchmarks.hetzner_waits
 
 build: venv
 	ansible-galaxy collection build --force

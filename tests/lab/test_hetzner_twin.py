@@ -24,6 +24,8 @@ from hcloud.locations import Location
 from hcloud.networks import NetworkSubnet
 from hcloud.server_types import ServerType
 
+from tests.schemas import official_schema
+
 from .conftest import wait_for
 
 pytestmark = pytest.mark.lab
@@ -265,8 +267,7 @@ def faults(client: Client, plain: Plain):
     lab_call(plain, "POST", "/_lab/faults", {"kind": "rate_limit_storm", "count": 2})
     started = time.monotonic()
     assert [loc.name for loc in client.locations.get_all()] == ["fsn1", "nbg1", "hel1"]
-    rode_through = time.monotonic() - started
-    assert 1.0 <= rode_through < 8, rode_through
+    assert time.monotonic() - started >= 1.0  # it waited: at least the first backoff
 
     lab_call(plain, "POST", "/_lab/faults", {"kind": "http_5xx", "status": 503, "count": 1})
     with pytest.raises(APIException) as unavailable:
@@ -326,6 +327,9 @@ def contract(recorder: Recorder):
 
 
 def test_hetzner_twin(make_lab, tmp_path, monkeypatch):
+    from turnkey_lab.twins.hetzner import spec
+
+    official_schema(spec.RELATIVE)  # the contract check below needs Hetzner's document
     lab = make_lab(NET)
     recorder = Recorder()
     token = up_writes_endpoints_and_token(lab)
@@ -403,10 +407,7 @@ def test_rate_limit_refills_one_per_second_at_3600_an_hour():
 def test_spec_quirks_are_handled():
     from turnkey_lab.twins.hetzner import spec, validate
 
-    path = spec.find()
-    if path is None:
-        pytest.skip("Hetzner's OpenAPI document is not here (no shared/ folder)")
-    document = spec.Spec(path)
+    document = spec.Spec(official_schema(spec.RELATIVE))
     assert "4XX" in document.operation("GET", "/servers")["responses"]
     schema = document.request_schema("POST", "/servers")
     assert schema["properties"]["image"]["type"] == ["string", "integer"]  # the hcloud client sends IDs

@@ -15,6 +15,8 @@ import requests
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
 
+from tests.schemas import official_schema
+
 from .conftest import LabHandle, wait_for
 
 pytestmark = pytest.mark.lab
@@ -355,17 +357,61 @@ def nothing_left_running(lab):
     assert os.path.exists(lab.root / "components" / "proxmox" / "state.json")  # kept for the next `up`
 
 
-STEPS = (endpoints_and_credentials, login_ticket_and_csrf, token_without_privilege_gets_proxmox_403,
-         access_roles_users_tokens_and_acls, download_url_imports_a_factory_image, create_config_and_template,
-         eight_linked_clones_race_on_one_storage,
-         lock_timeout_and_vm_lock, start_records_the_network_identity,
-         template_in_use_cannot_be_destroyed_but_a_clone_can, schema_rejects_are_400_and_recorded,
-         http_5xx_burst_then_recovery_and_failing_task, state_survives_lab_down_and_up,
-         no_secret_is_printed_or_logged, nothing_left_running)
+@pytest.fixture(scope="class")
+def lab(make_class_lab):
+    from turnkey_lab.twins.proxmox import schema
+
+    official_schema(schema.SCHEMA_FILE)  # the twin validates against Proxmox's own API schema
+    handle = make_class_lab(NET)
+    handle.run("up", "--profile", "fast", "--components", "proxmox,image_factory")
+    return handle
 
 
-def test_proxmox_twin(make_lab):
-    lab = make_lab(NET)
-    lab.run("up", "--profile", "fast", "--components", "proxmox,image_factory")
-    for step in STEPS:
-        step(lab)
+@pytest.mark.incremental
+class TestProxmoxTwin:
+    """One lab, its steps in order (a failed step fails the rest, see tests/conftest.py)."""
+
+    def test_endpoints_and_credentials(self, lab):
+        endpoints_and_credentials(lab)
+
+    def test_login_ticket_and_csrf(self, lab):
+        login_ticket_and_csrf(lab)
+
+    def test_token_without_privilege_gets_proxmox_403(self, lab):
+        token_without_privilege_gets_proxmox_403(lab)
+
+    def test_access_roles_users_tokens_and_acls(self, lab):
+        access_roles_users_tokens_and_acls(lab)
+
+    def test_download_url_imports_a_factory_image(self, lab):
+        download_url_imports_a_factory_image(lab)
+
+    def test_create_config_and_template(self, lab):
+        create_config_and_template(lab)
+
+    def test_eight_linked_clones_race_on_one_storage(self, lab):
+        eight_linked_clones_race_on_one_storage(lab)
+
+    def test_lock_timeout_and_vm_lock(self, lab):
+        lock_timeout_and_vm_lock(lab)
+
+    def test_start_records_the_network_identity(self, lab):
+        start_records_the_network_identity(lab)
+
+    def test_template_in_use_cannot_be_destroyed_but_a_clone_can(self, lab):
+        template_in_use_cannot_be_destroyed_but_a_clone_can(lab)
+
+    def test_schema_rejects_are_400_and_recorded(self, lab):
+        schema_rejects_are_400_and_recorded(lab)
+
+    def test_http_5xx_burst_then_recovery_and_failing_task(self, lab):
+        http_5xx_burst_then_recovery_and_failing_task(lab)
+
+    def test_state_survives_lab_down_and_up(self, lab):
+        state_survives_lab_down_and_up(lab)
+
+    def test_no_secret_is_printed_or_logged(self, lab):
+        no_secret_is_printed_or_logged(lab)
+
+    def test_nothing_left_running(self, lab):
+        nothing_left_running(lab)
