@@ -16,9 +16,9 @@ description:
     C(managed-by=turnkey.cluster); when one is C(available) nothing is changed.
   - When it is missing it is built the way the community does it (Talos documentation, hcloud-upload-image).
     a temporary server labelled C(turnkey-temporary=talos-snapshot-builder) is created, booted into the
-    rescue system (C(enable_rescue) then C(reboot)), the image is written to its disk by I(write_command),
-    the server is powered off, C(create_image) makes the snapshot with the labels, the module waits until
-    the image is C(available), and the temporary server is deleted.
+    rescue system (C(enable_rescue) then C(reboot)), the image is written to its disk over SSH (or by
+    I(write_command)), the server is powered off, C(create_image) makes the snapshot with the labels, the
+    module waits until the image is C(available), and the temporary server is deleted.
   - The temporary server is deleted whatever happens, also when a step fails, and a snapshot whose build
     failed is deleted too. Temporary servers left by an interrupted run (the same build, or any builder
     older than I(timeout)) are deleted on the next run.
@@ -42,6 +42,9 @@ options:
     description:
       - URL of the raw image to write.
       - Default C(https://factory.talos.dev/image/<schematic_id>/<talos_version>/hcloud-amd64.raw.xz).
+      - It must be an C(https) URL of a host name or address, an optional port and a path of letters, digits
+        and C(. _ ~ % + -) between slashes (no query, no quotes, no shell metacharacters); anything else is
+        refused before anything is created.
     type: str
   server_type:
     description:
@@ -61,14 +64,19 @@ options:
     default: debian-12
   write_command:
     description:
+      - Replaces the built-in writer. Without it (or empty) the module writes the image itself - C(sshpass)
+        and C(ssh) on the controller log into the rescue system as root with its password, with
+        C(StrictHostKeyChecking=accept-new) and a known_hosts file of this build only (the rescue system's
+        host key is new for every server: it is accepted on the first connection and checked on the next
+        ones, never ignored); the fixed script C(curl ... "$1" | xz -d | dd of=/dev/sda) goes on the standard
+        input of C(bash -s) and the URL is its quoted argument, never part of a command string.
       - Command (argv list) run on the controller, while the temporary server is in its rescue system, to
         write the image to the server's disk. It gets the environment variables C(TALOS_IMAGE_URL),
-        C(RESCUE_IPV4), C(RESCUE_IPV6), C(HCLOUD_SERVER_ID) and C(SSHPASS) (the rescue system's root
-        password, never logged), for example
-        C([sshpass, -e, ssh, -o, StrictHostKeyChecking=accept-new, "root@{{ ip }}", ...]) running
-        C(wget -qO- $TALOS_IMAGE_URL | xz -d | dd of=/dev/sda bs=4M && sync) remotely.
+        C(RESCUE_IPV4), C(RESCUE_IPV6), C(HCLOUD_SERVER_ID), C(SSHPASS) (the rescue system's root password,
+        never logged) and C(TALOS_KNOWN_HOSTS) (an empty known_hosts file of this build, for
+        C(ssh -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=$TALOS_KNOWN_HOSTS)). Pass the URL
+        to a remote shell only as a quoted argument.
       - A non-zero exit fails the build (the temporary server is still deleted).
-      - Required only when a snapshot has to be built.
     type: list
     elements: str
   timeout:
@@ -84,27 +92,19 @@ attributes:
   diff_mode:
     support: none
     description: No diff is returned.
+requirements:
+  - C(sshpass) and C(ssh) on the controller, for the built-in writer (only when a snapshot is built).
 notes:
   - The snapshot is found by labels, never by name or description.
-  - Against the lab's Hetzner twin, which has no disks, I(write_command) only sees the rescue system's
-    address and password; nothing is written.
+  - Against the lab's Hetzner twin, which has no disks and no SSH, I(write_command) only sees the rescue
+    system's address and password; nothing is written.
 """
 
 EXAMPLES = r"""
-- name: Ensure the Talos snapshot exists
+- name: Ensure the Talos snapshot exists (written over SSH by the built-in writer)
   turnkey.cluster.hcloud_talos_snapshot:
     schematic_id: 376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba
     talos_version: v1.11.5
-    write_command:
-      - sshpass
-      - -e
-      - ssh
-      - -o
-      - StrictHostKeyChecking=no
-      - -l
-      - root
-      - "{{ '$RESCUE_IPV4' }}"
-      - wget -qO- "$TALOS_IMAGE_URL" | xz -d | dd of=/dev/sda bs=4M && sync
   register: talos_snapshot
 
 - name: Use it
@@ -158,6 +158,10 @@ hcloud_rate_limit:
 """
 
 import os
+import re
+import shlex
+import shutil
+import tempfile
 import time
 from datetime import datetime, timezone
 
@@ -181,6 +185,29 @@ TEMPORARY_KEY = "turnkey-temporary"
 TEMPORARY_VALUE = "talos-snapshot-builder"
 FACTORY_URL = "https://factory.talos.dev/image/%s/%s/hcloud-amd64.raw.xz"
 CLEANUP_SECONDS = 120  # extra time the deletion of the temporary server may take after the deadline
+# An https URL with nothing a shell (local or remote) could read as syntax: no quotes, spaces, $, ;, &, |,
+# backquotes, globs or query strings.
+IMAGE_URL = re.compile(r"^https://[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?(/[A-Za-z0-9._~%+-]+)*/?$")
+# The built-in writer's remote side: a fixed script on bash's standard input; the URL is only ever "$1".
+REMOTE_WRITE_SCRIPT = """set -euo pipefail
+curl --fail --silent --show-error --location --proto '=https' --retry 3 "$1" | xz --decompress --stdout \\
+  | dd of=/dev/sda bs=4M conv=fsync status=none
+sync
+"""
+SSH_READY_INTERVAL = 5
+
+
+def rescue_ssh(sshpass, ssh, known_hosts, address):
+    """The argv that logs into the rescue system as root: its host key accepted once (a new server has a new
+    key), recorded in this build's own known_hosts, and checked on every later connection."""
+    return [sshpass, "-e", ssh, "-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=" + known_hosts,
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "PubkeyAuthentication=no",
+            "-o", "LogLevel=ERROR", "-l", "root", address]
+
+
+def remote_write_command(url):
+    """The remote command string: bash reads the script from stdin and gets the URL as one quoted argument."""
+    return "bash -s -- " + shlex.quote(url)
 
 
 def snapshot_labels(schematic_id, talos_version):
@@ -257,15 +284,44 @@ class Builder:
         return image
 
     def write_image(self, server, root_password):
-        command = self.module.params["write_command"]
         net = server.public_net
-        environ = {"TALOS_IMAGE_URL": self.url, "HCLOUD_SERVER_ID": str(server.id), "SSHPASS": root_password,
-                   "RESCUE_IPV4": net.ipv4.ip if net and net.ipv4 else "",
-                   "RESCUE_IPV6": net.ipv6.ip if net and net.ipv6 else ""}
-        rc, out, err = self.module.run_command(command, environ_update=environ)
+        ipv4 = net.ipv4.ip if net and net.ipv4 else ""
+        ipv6 = net.ipv6.ip if net and net.ipv6 else ""
+        folder = tempfile.mkdtemp(prefix="turnkey-talos-snapshot-")  # 0700, this build's known_hosts only
+        known_hosts = os.path.join(folder, "known_hosts")
+        try:
+            if self.module.params["write_command"]:
+                environ = {"TALOS_IMAGE_URL": self.url, "HCLOUD_SERVER_ID": str(server.id),
+                           "SSHPASS": root_password, "RESCUE_IPV4": ipv4, "RESCUE_IPV6": ipv6,
+                           "TALOS_KNOWN_HOSTS": known_hosts}
+                rc, out, err = self.module.run_command(self.module.params["write_command"], environ_update=environ)
+                what = "write_command"
+            else:
+                rc, out, err = self.write_over_ssh(ipv4 or ipv6.split("/")[0], root_password, known_hosts)
+                what = "writing the image over SSH"
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         if rc != 0:
-            raise HcloudFailure("write_failed", "write_command exited with %d" % rc,
+            raise HcloudFailure("write_failed", "%s exited with %d" % (what, rc),
                                 {"rc": rc, "stdout": out[-2000:], "stderr": err[-2000:]})
+
+    def write_over_ssh(self, address, root_password, known_hosts):
+        """Waits for the rescue system's SSH, then runs the fixed script there with the URL as its argument."""
+        sshpass, ssh = self.module.get_bin_path("sshpass"), self.module.get_bin_path("ssh")
+        if not sshpass or not ssh:
+            raise HcloudFailure("write_failed", "the built-in writer needs sshpass and ssh on the controller "
+                                                "(or set write_command)", {})
+        login = rescue_ssh(sshpass, ssh, known_hosts, address)
+        environ = {"SSHPASS": root_password}
+        while True:
+            rc, out, err = self.module.run_command(login + ["true"], environ_update=environ)
+            if rc == 0:
+                break
+            if time.monotonic() + SSH_READY_INTERVAL >= self.deadline:
+                return rc, out, "the rescue system's SSH did not answer: " + err
+            time.sleep(SSH_READY_INTERVAL)
+        return self.module.run_command(login + [remote_write_command(self.url)], data=REMOTE_WRITE_SCRIPT,
+                                       binary_data=True, environ_update=environ)
 
     def build(self):
         """Temporary server -> rescue -> write -> power off -> snapshot -> available. Returns the image.
@@ -347,9 +403,6 @@ def run(module, api, result):
         if younger:  # another run is making it right now
             image = builder.wait_available(younger[-1])
         else:
-            if not module.params["write_command"]:
-                module.fail_json(msg="The Talos snapshot %s is missing and write_command is not set, so it "
-                                     "cannot be built." % label_selector(builder.labels), **result)
             try:
                 image = builder.build()
             finally:
@@ -375,6 +428,10 @@ def main():
         timeout=dict(type="int", default=900),
     )
     module = AnsibleModule(argument_spec=hcloud_argument_spec(**options), supports_check_mode=True)
+    url = module.params["image_url"] or FACTORY_URL % (module.params["schematic_id"], module.params["talos_version"])
+    if not IMAGE_URL.match(url):
+        module.fail_json(msg="image_url %r: use an https URL of a host, an optional port and a path of letters, "
+                             "digits and . _ ~ %% + - (no quotes, spaces, query or shell characters)" % url)
     labels = snapshot_labels(module.params["schematic_id"], module.params["talos_version"])
     run_module(module, run, {"changed": False, "labels": labels, "built": False, "would_build": False,
                              "removed_servers": [], "image_id": None},
