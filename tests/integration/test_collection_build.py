@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tarfile
 
+import yaml
+
 from tests.playbook_runner import BIN, REPO
+
+# How roles and playbooks call other collections: a module as a task key, a filter, a lookup, a role.
+CALLS = (re.compile(r"^\s*-?\s*([a-z_0-9]+\.[a-z_0-9]+)\.[a-z_0-9]+:\s*$", re.MULTILINE),
+         re.compile(r"\|\s*([a-z_0-9]+\.[a-z_0-9]+)\.[a-z_0-9]+"),
+         re.compile(r"(?:lookup|query)\(\s*['\"]([a-z_0-9]+\.[a-z_0-9]+)\.[a-z_0-9]+"),
+         re.compile(r"^\s*(?:-\s*)?name:\s*([a-z_0-9]+\.[a-z_0-9]+)\.[a-z_0-9]+\s*$", re.MULTILINE))
+OWN = {"ansible.builtin", "ansible.legacy", "turnkey.cluster"}
 
 
 def run(*command, env=None, cwd=REPO):
@@ -29,8 +39,36 @@ def test_build_install_and_document(tmp_path):
     # Outside the repository, so only the installed copy can answer (not the working tree's link).
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(installed))
     galaxy = str(BIN / "ansible-galaxy")
-    run(galaxy, "collection", "install", "-p", str(installed), str(artifact), env=env, cwd=tmp_path)
+    # --offline: the dependencies resolve against the collections already installed (Galaxy is not reachable).
+    output = run(galaxy, "collection", "install", "--offline", "-p", str(installed), str(artifact), env=env,
+                 cwd=tmp_path)
+    for dependency in declared_dependencies():
+        assert "'%s:" % dependency in output, output  # resolved, not ignored
     listing = run(str(BIN / "ansible-doc"), "-l", "turnkey.cluster", env=env, cwd=tmp_path)
     assert "turnkey.cluster.validate_spec" in listing and "turnkey.cluster.persistent_secret" in listing
     documentation = run(str(BIN / "ansible-doc"), "turnkey.cluster.validate_spec", env=env, cwd=tmp_path)
     assert str(installed) in documentation and "layer:" in documentation
+
+
+def declared_dependencies():
+    return yaml.safe_load((REPO / "galaxy.yml").read_text())["dependencies"] or {}
+
+
+def called_collections():
+    """{collection: [files]} of every other collection the roles and playbooks call."""
+    called = {}
+    for path in sorted([*REPO.glob("roles/*/tasks/*.yml"), *REPO.glob("roles/*/handlers/*.yml"),
+                        *REPO.glob("playbooks/*.yml"), REPO / "site.yml"]):
+        text = path.read_text()
+        for pattern in CALLS:
+            for name in pattern.findall(text):
+                if name not in OWN:
+                    called.setdefault(name, []).append(str(path.relative_to(REPO)))
+    return called
+
+
+def test_every_collection_called_is_a_declared_dependency():
+    called = called_collections()
+    assert "kubernetes.core" in called  # the scan finds what is there (roles cilium, sealed_secrets_key)
+    missing = {name: files for name, files in called.items() if name not in declared_dependencies()}
+    assert missing == {}, "add these to galaxy.yml dependencies: %s" % missing

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from tests.playbook_runner import TEST_VAULT_PASSWORD, copy_inventory, lab_env, recap, task_results
 from tests.playbook_runner import run_playbook as run_any_playbook
 from tests.store_access import open_store
+from tests.tools import built_tools
 
 NAMES = ("sealed_secrets", "flux_deploy_key", "authentik_bootstrap_token", "talos_secrets")
 # The store on its own: no lab runs here, and with Proxmox nodes layer 00 would also make the Proxmox CSI
@@ -202,3 +203,17 @@ def test_provided_secret_is_written_once_and_only_rotated_when_asked(tmp_path):
     assert store.read("issued")["data"] == {"value": "rotated-value"} and store.read("issued")["version"] == 2
     assert store.read_file(rotated["backup_file"])["data"] == first
     assert stat.S_IMODE(os.stat(rotated["backup_file"]).st_mode) == 0o600
+
+
+def test_talosctl_from_the_role_variable(lab_inventory, tmp_path):
+    """persistent_secrets_talosctl names the talosctl that makes the bundle; the tool cache is only a default."""
+    inventory, env = lab_inventory
+    marker = tmp_path / "called"
+    wrapper = tmp_path / "my-talosctl"
+    wrapper.write_text("#!/bin/sh\ntouch %s\nexec %s \"$@\"\n" % (marker, built_tools("TURNKEY_TALOSCTL")
+                                                                 ["TURNKEY_TALOSCTL"]))
+    wrapper.chmod(0o700)
+    run = run_playbook("-i", str(inventory), "-e", "persistent_secrets_talosctl=%s" % wrapper, env=env)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert marker.exists()
+    assert open_store(inventory / "secrets", TEST_VAULT_PASSWORD).read("talos_secrets")["version"] == 1
