@@ -58,13 +58,15 @@ RETRY_STATUSES = (502, 503, 504, 595, 596, 597)
 class ProxmoxError(Exception):
     """A failed call or task, with what fail_json should carry."""
 
-    def __init__(self, msg, proxmox_error=None, status=None, task_log=None, upid=None):
+    def __init__(self, msg, proxmox_error=None, status=None, task_log=None, upid=None, ambiguous=False):
         super().__init__(msg)
         self.msg = msg
         self.proxmox_error = proxmox_error
         self.status = status
         self.task_log = task_log
         self.upid = upid
+        # The request may have been carried out all the same (a timeout, a reset, a gateway's 5xx).
+        self.ambiguous = ambiguous
 
     def fail_fields(self):
         fields = {"msg": self.msg, "proxmox_error": self.proxmox_error, "status": self.status}
@@ -107,6 +109,7 @@ class ProxmoxClient:
         self.node = module.params["node"]
         self.retries = max(0, module.params["api_retries"])
         self.retried = 0  # how many transient failures were absorbed (returned by the modules)
+        self.reread = 0  # how many ambiguous answers to a non-idempotent call were settled by reading the state
         if PROXMOXER_IMPORT_ERROR:
             module.fail_json(msg=missing_required_lib("proxmoxer"), exception=PROXMOXER_IMPORT_ERROR)
         self.api = self._connect()
@@ -142,22 +145,26 @@ class ProxmoxClient:
     def _sleep(self, attempt):
         time.sleep(min(8.0, 0.5 * (2 ** attempt)))
 
-    def retry(self, call, what):
-        """call() with exponential backoff on transient failures; ProxmoxError when it fails for good."""
+    def retry(self, call, what, idempotent=True):
+        """call() with exponential backoff on transient failures; ProxmoxError when it fails for good.
+        A non-idempotent call (create, clone, start) is retried only on a lock timeout, which Proxmox
+        answers before doing anything; other transient failures are raised as ambiguous, for the caller
+        to read the state before trying again."""
         attempt = 0
         while True:
             try:
                 return call()
             except (ResourceException,) + CONNECTION_ERRORS as exc:
-                if is_transient(exc) and attempt < self.retries:
+                status = getattr(exc, "status_code", None)
+                text = error_text(exc) if isinstance(exc, ResourceException) else str(exc)
+                refused_before = isinstance(exc, ResourceException) and bool(LOCK_TIMEOUT.search(text))
+                if is_transient(exc) and attempt < self.retries and (idempotent or refused_before):
                     self._sleep(attempt)
                     attempt += 1
                     self.retried += 1
                     continue
-                status = getattr(exc, "status_code", None)
-                text = error_text(exc) if isinstance(exc, ResourceException) else str(exc)
-                raise ProxmoxError("Proxmox VE: %s failed: %s" % (what, text), proxmox_error=text,
-                                   status=status) from None
+                raise ProxmoxError("Proxmox VE: %s failed: %s" % (what, text), proxmox_error=text, status=status,
+                                   ambiguous=is_transient(exc) and not refused_before) from None
 
     def get(self, path, **params):
         return self.retry(lambda: self.api(path).get(**params), "GET %s" % path)
@@ -202,13 +209,27 @@ class ProxmoxClient:
             time.sleep(delay)
             delay = min(1.0, delay * 1.5)
 
-    def run_task(self, method, path, what, timeout=600, **params):
+    def run_task(self, method, path, what, timeout=600, landed=None, **params):
         """Starts a task (POST/PUT/DELETE answering a UPID) and waits for it; a task that failed on a lock
-        timeout is started again, with backoff. Returns (upid, status)."""
-        call = getattr(self, method)
+        timeout is started again, with backoff. Returns (upid, status).
+
+        landed: for a call that must not run twice (create, clone, start). After an ambiguous answer the
+        call is not repeated blindly: landed() reads the state (waiting for a task it may have started) and
+        says whether the call took effect; only when it did not is it tried again. Then upid is None."""
         attempt = 0
         while True:
-            upid = call(path, **params)
+            try:
+                upid = self.retry(lambda: getattr(self.api(path), method)(**params),
+                                  "%s %s" % (method.upper(), path), idempotent=landed is None)
+            except ProxmoxError as exc:
+                if not (exc.ambiguous and landed is not None and attempt < self.retries):
+                    raise
+                self.reread += 1
+                if landed():
+                    return None, {"status": "stopped", "exitstatus": "OK"}
+                self._sleep(attempt)
+                attempt += 1
+                continue
             try:
                 return upid, self.wait_task(upid, timeout, what)
             except ProxmoxError as exc:

@@ -18,6 +18,12 @@ description:
     node's network identity (C(ipconfig0), C(nameserver), C(searchdomain); the VM name is the hostname).
   - The system disk is imported from an image volume (O(import_from), see M(turnkey.cluster.proxmox_image))
     or is a linked clone of a template (O(clone_from)).
+  - What to do is planned from the VM as Proxmox has it and the options (module_utils proxmox_vm_plan),
+    then applied in order; check mode and diff report the plan. A linked clone whose follow-up config
+    failed (no cloud-init drive, the template's shape) is completed by the next run.
+  - A create, clone, start, stop or destroy that got an ambiguous answer (a timeout, a reset, a gateway's
+    5xx - it may have happened) is not sent again blindly; the VM is read first and the call repeated only
+    when it did not take effect.
   - An existing VM is compared with what is asked; what can change in place (cores, memory, balloon, CPU
     type, tags, agent, cloud-init network, name, a bigger disk) is changed, and RV(diff) shows it.
     Changes that replace or rewire hardware (the NIC's bridge/VLAN/model, firmware, machine type, SCSI
@@ -49,6 +55,22 @@ options:
   clone_from:
     description: VM id of a template to make a linked clone of.
     type: int
+  image:
+    description:
+      - The image the system disk must come from, as the volume C(local:import/talos-....qcow2) (the file name
+        carries the schematic and the Talos version). Defaults to O(import_from).
+      - A VM created from an image records it in its description (a line C(turnkey.cluster image: <volume>));
+        linked clones inherit that line from their template.
+      - A template (existing, or converted with O(state=template)) holding another image, or none recorded,
+        is refused and left as it is; with O(clone_from), a template holding another image is refused before
+        anything is cloned. Existing VMs that are not templates are not checked (they are not re-imaged).
+    type: str
+  owner_tag:
+    description:
+      - A tag that marks the VMs this caller manages (the collection uses the cluster name). An existing VM
+        on O(vmid) is changed or destroyed only when its tags hold it and its name is O(name) (each checked
+        when given); otherwise the module fails naming the VM's name and tags and changes nothing.
+    type: str
   storage:
     description: Storage of the system disk, EFI disk and cloud-init drive.
     type: str
@@ -120,9 +142,18 @@ options:
       - With O(state=started), wait up to this many seconds until the QEMU guest agent reports the
         address of O(ip) (any IPv4 address when O(ip) is unset), that is until the node has booted with
         its network identity. C(0) does not wait. Not done in check mode.
-      - Talos answers through the agent once the C(siderolabs/qemu-guest-agent) extension is in its image.
+      - Talos answers through the agent once the C(siderolabs/qemu-guest-agent) extension is in its image;
+        when the agent never answers, the failure says so.
+      - The link carrying O(ip) must hold no other address (link-local ones aside) than O(ip) and
+        O(allowed_addresses); another one (a DHCP lease beside the static address) fails the wait at once,
+        naming the node, the planned and the extra addresses.
     type: int
     default: 0
+  allowed_addresses:
+    description: Addresses the node's primary link may carry besides O(ip) (the control plane's VIP).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -150,6 +181,7 @@ EXAMPLES = r"""
     balloon_mb: "{{ node_balloon_mb }}"
     bridge: "{{ proxmox.bridge }}"
     tags: [talos, "{{ cluster_name }}"]
+    owner_tag: "{{ cluster_name }}"
     ip: "{{ node_ip }}/{{ cluster_network.cidr | ansible.utils.ipaddr('prefix') }}"
     gateway: "{{ cluster_network.gateway }}"
     nameservers: "{{ cluster_network.dns_servers }}"
@@ -184,6 +216,19 @@ destructive:
   returned: when such drift was found
   type: list
   elements: str
+retried:
+  description: Transient failures (lock timeouts, 502/503/504, connection errors) absorbed by retrying.
+  returned: success
+  type: int
+reread:
+  description: Ambiguous answers to a create, clone or power call that were settled by reading the VM.
+  returned: success
+  type: int
+extra_addresses:
+  description: Addresses on the node's primary link that are not planned (the boot wait failed on them).
+  returned: when the boot wait found such addresses
+  type: list
+  elements: str
 addresses:
   description: IPv4 addresses the guest agent reported (the loopback interface excluded).
   returned: when O(wait_agent) waited
@@ -192,6 +237,7 @@ addresses:
   sample: [10.2.1.1]
 """
 
+import ipaddress
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -203,36 +249,25 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.proxmox import (
     ProxmoxError,
     proxmox_argument_spec,
 )
-
-# Config keys compared and changed in place, and those that need allow_destructive.
-SAFE = ("name", "cores", "cpu", "memory", "balloon", "tags", "agent", "onboot", "ipconfig0", "nameserver",
-        "searchdomain")
-DESTRUCTIVE = ("net0", "bios", "machine", "scsihw")
-
-
-def prop(value):
-    """A Proxmox property string as a dict; a bare first item is stored under ''."""
-    result = {}
-    for item in str(value).split(","):
-        if not item:
-            continue
-        key, sep, val = item.partition("=")
-        if sep:
-            result[key] = val
-        else:
-            result[""] = key
-    return result
+from ansible_collections.turnkey.cluster.plugins.module_utils.proxmox_vm_plan import (
+    PlanError,
+    plan,
+    size_gb,
+)
 
 
-def size_gb(drive):
-    size = prop(drive).get("size", "0")
-    units = {"K": 1.0 / 1024 / 1024, "M": 1.0 / 1024, "G": 1.0, "T": 1024.0}
-    if size and size[-1] in units:
-        return float(size[:-1]) * units[size[-1]]
-    return float(size or 0) / 1024 ** 3
+def routable(address):
+    """The address as text, or None for a link-local one (every IPv6 link has one) or garbage."""
+    try:
+        parsed = ipaddress.ip_address(str(address).split("%")[0])
+    except ValueError:
+        return None
+    return None if parsed.is_link_local else str(parsed)
 
 
 class Vm:
+    """Reads the VM, asks the plan what to do, and applies it."""
+
     def __init__(self, module, client):
         self.module = module
         self.client = client
@@ -243,209 +278,131 @@ class Vm:
     def path(self, *parts):
         return self.client.node_path("qemu", self.vmid, *parts)
 
-    def task(self, method, parts, what, **params):
+    def task(self, method, parts, what, landed=None, **params):
         self.client.run_task(method, self.path(*parts), "%s of VM %s" % (what, self.vmid),
-                             timeout=self.params["timeout"], **params)
+                             timeout=self.params["timeout"], landed=landed, **params)
 
-    def exists(self):
-        vms = self.client.get(self.client.node_path("qemu"))
-        return any(int(vm.get("vmid")) == self.vmid for vm in vms or [])
+    # -- reading ---------------------------------------------------------------------------------------
+    def read(self, vmid=None, wait_unlock=True):
+        """{"config", "status"} of the VM, or None. A locked VM (a create or clone still running) is
+        waited for, up to the task timeout, so the plan sees it finished."""
+        vmid = self.vmid if vmid is None else vmid
+        deadline = time.monotonic() + self.params["timeout"]
+        while True:
+            vms = self.client.get(self.client.node_path("qemu"))
+            if not any(int(vm.get("vmid")) == vmid for vm in vms or []):
+                return None
+            config = self.client.get(self.client.node_path("qemu", vmid, "config"))
+            if not (wait_unlock and config.get("lock")) or time.monotonic() > deadline:
+                status = self.client.get(self.client.node_path("qemu", vmid, "status", "current")).get("status")
+                return {"config": config, "status": status}
+            time.sleep(0.5)
 
-    def status(self):
-        return self.client.get(self.path("status", "current")).get("status")
+    def vm_landed(self):
+        """After an ambiguous answer to a create or clone: it took effect when the VM exists once its
+        task is done (a failed task leaves no VM)."""
+        current = self.read()
+        return current is not None and not current["config"].get("lock")
 
-    # -- the wanted shape ------------------------------------------------------------------------------
-    def wanted(self):
+    def power_landed(self, status):
+        return lambda: (self.read() or {}).get("status") == status
+
+    # -- apply -----------------------------------------------------------------------------------------
+    def apply(self, actions):
         p = self.params
-        net = "virtio,bridge=%s" % p["bridge"]
-        if p["vlan"] is not None:
-            net += ",tag=%d" % p["vlan"]
-        wanted = dict(name=p["name"], cores=p["cores"], cpu=p["cpu"], memory=p["memory_mb"],
-                      tags=";".join(sorted(set(p["tags"]))), agent="enabled=1,fstrim_cloned_disks=1" if p["agent"]
-                      else "enabled=0", onboot=1 if p["onboot"] else 0, net0=net, bios="ovmf", machine="q35",
-                      scsihw="virtio-scsi-single")
-        if p["balloon_mb"] is not None:
-            wanted["balloon"] = p["balloon_mb"]
-        if p["ip"]:
-            wanted["ipconfig0"] = "ip=%s" % p["ip"] + (",gw=%s" % p["gateway"] if p["gateway"] else "")
-        if p["nameservers"]:
-            wanted["nameserver"] = " ".join(p["nameservers"])
-        if p["searchdomain"]:
-            wanted["searchdomain"] = p["searchdomain"]
-        if not wanted["tags"]:
-            del wanted["tags"]
-        return wanted
+        for action, argument in actions:
+            if action == "clone":
+                self.client.run_task("post", self.client.node_path("qemu", p["clone_from"], "clone"),
+                                     "linked clone of %s to VM %s" % (p["clone_from"], self.vmid),
+                                     timeout=p["timeout"], landed=self.vm_landed, **argument)
+            elif action == "create":
+                self.client.run_task("post", self.client.node_path("qemu"), "create of VM %s" % self.vmid,
+                                     timeout=p["timeout"], landed=self.vm_landed, **argument)
+            elif action == "config":
+                self.client.put(self.path("config"), **argument)
+            elif action == "grow":
+                config = self.client.get(self.path("config"))
+                if size_gb(config.get("scsi0", "")) < argument:
+                    self.task("put", ("resize",), "resize", disk="scsi0", size="%dG" % argument)
+            elif action == "resize":
+                self.task("put", ("resize",), "resize", disk="scsi0", size="%dG" % argument)
+            elif action == "start":
+                self.task("post", ("status", "start"), "start", landed=self.power_landed("running"))
+            elif action == "stop":
+                self.task("post", ("status", "stop"), "stop", landed=self.power_landed("stopped"))
+            elif action == "template":
+                self.task("post", ("template",), "conversion to a template",
+                          landed=lambda: bool((self.read() or {"config": {}})["config"].get("template")))
+            elif action == "destroy":
+                self.task("delete", (), "destroy", landed=lambda: self.read() is None, purge=1)
 
-    @staticmethod
-    def same(key, want, have):
-        if have is None:
-            return False
-        if key == "net0":
-            have_p, want_p = prop(have), prop(want)
-            model = [k for k in have_p if k in ("virtio", "e1000", "rtl8139", "vmxnet3")]
-            have_p.pop(model[0] if model else "", None)
-            return (model[0] if model else None) == want_p.pop("") and have_p == want_p
-        if key == "agent":
-            return prop(have) == prop(want) or (prop(have).get("enabled", prop(have).get("")) == "0"
-                                                and prop(want).get("enabled") == "0")
-        if key == "tags":
-            return sorted(str(have).replace(",", ";").split(";")) == sorted(str(want).split(";"))
-        return str(have) == str(want)
-
-    # -- create ----------------------------------------------------------------------------------------
-    def create(self, wanted):
-        p = self.params
-        storage = p["storage"]
-        if p["clone_from"] is not None:
-            self.client.run_task("post", self.client.node_path("qemu", p["clone_from"], "clone"),
-                                 "linked clone of %s to VM %s" % (p["clone_from"], self.vmid),
-                                 timeout=p["timeout"], newid=self.vmid, name=p["name"], full=0)
-            config = dict(wanted)
-            config["ide2"] = "%s:cloudinit" % storage
-            self.client.put(self.path("config"), **config)
-        else:
-            scsi0 = "%s:0,import-from=%s,iothread=1,ssd=1,discard=on" % (storage, p["import_from"])
-            params = dict(wanted, vmid=self.vmid, scsi0=scsi0, ostype="l26", boot="order=scsi0",
-                          efidisk0="%s:1,efitype=4m,pre-enrolled-keys=0" % storage, serial0="socket")
-            if p["state"] != "template":  # a template carries no node identity; its clones get the drive
-                params["ide2"] = "%s:cloudinit" % storage
-            self.client.run_task("post", self.client.node_path("qemu"), "create of VM %s" % self.vmid,
-                                 timeout=p["timeout"], **params)
-        if p["disk_gb"]:
-            self.grow()
-
-    def grow(self):
-        config = self.client.get(self.path("config"))
-        if size_gb(config.get("scsi0", "")) < self.params["disk_gb"]:
-            self.task("put", ("resize",), "resize", disk="scsi0", size="%dG" % self.params["disk_gb"])
-
-    # -- main ------------------------------------------------------------------------------------------
     def run(self):
         p = self.params
-        state = p["state"]
-        exists = self.exists()
-        if state == "absent":
-            return self.absent(exists)
-        if not p["name"]:
-            self.module.fail_json(msg="name is required unless state=absent")
-        wanted = self.wanted()
-        if not exists:
-            if p["import_from"] is None and p["clone_from"] is None:
-                self.module.fail_json(msg="VM %s does not exist: import_from or clone_from is needed to create it"
-                                      % self.vmid)
-            self.result["changed"] = True
-            self.result["changes"] = ["create"]
-            if self.module._diff:
-                self.result["diff"] = dict(before={}, after=dict(wanted, vmid=self.vmid))
-            if not self.module.check_mode:
-                self.create(wanted)
-            self.power(state, created=True)
-            return self.result
-        config = self.client.get(self.path("config"))
-        changes = {k: v for k, v in wanted.items() if not self.same(k, v, config.get(k))}
-        destructive = sorted(k for k in changes if k in DESTRUCTIVE)
-        grow = p["disk_gb"] and size_gb(config.get("scsi0", "")) < p["disk_gb"]
-        if p["disk_gb"] and 0 < p["disk_gb"] < size_gb(config.get("scsi0", "")) - 0.001:
-            self.module.fail_json(msg="VM %s: scsi0 is %.1f GiB, disk_gb %d would shrink it; Proxmox cannot shrink "
-                                      "disks" % (self.vmid, size_gb(config.get("scsi0", "")), p["disk_gb"]),
-                                  vmid=self.vmid)
-        if destructive and not p["allow_destructive"]:
-            before = {k: config.get(k) for k in destructive}
-            after = {k: changes[k] for k in destructive}
-            self.module.fail_json(msg="VM %s: changing %s needs allow_destructive=true (it rewires or replaces "
-                                      "hardware)" % (self.vmid, ", ".join(destructive)),
-                                  destructive=destructive, diff=dict(before=before, after=after), vmid=self.vmid)
-        keys = sorted(changes) + (["scsi0"] if grow else [])
-        if keys:
-            self.result["changed"] = True
-            self.result["changes"] = keys
-            if destructive:
-                self.result["destructive"] = destructive
-            if self.module._diff:
-                before = {k: config.get(k) for k in changes}
-                after = dict(changes)
-                if grow:
-                    before["disk_gb"] = round(size_gb(config.get("scsi0", "")), 3)
-                    after["disk_gb"] = p["disk_gb"]
-                self.result["diff"] = dict(before=before, after=after)
-        if not self.module.check_mode and keys:
-            if changes:
-                update = dict(changes)
-                if "net0" in update:  # keep the MAC: it is the node's identity on the network
-                    macs = [v for k, v in prop(config.get("net0", "")).items()
-                            if k in ("virtio", "e1000", "rtl8139", "vmxnet3")]
-                    if macs:
-                        update["net0"] = update["net0"].replace("virtio", "virtio=%s" % macs[0], 1)
-                self.client.put(self.path("config"), digest=config["digest"], **update)
-            if grow:
-                self.grow()
-        self.power(state, created=False, is_template=bool(config.get("template")))
+        current = self.read()
+        template = None
+        if current is None and p["clone_from"] is not None and p["state"] != "absent" and p["image"]:
+            template = (self.read(p["clone_from"], wait_unlock=False) or {}).get("config")
+        try:
+            todo = plan(p, current, template)
+        except PlanError as exc:
+            self.module.fail_json(msg=exc.msg, **exc.fields)
+        self.result.update(changed=bool(todo.changes), changes=todo.changes)
+        if todo.status:
+            self.result["status"] = todo.status
+        if todo.destructive:
+            self.result["destructive"] = todo.destructive
+        if self.module._diff and todo.diff is not None:
+            self.result["diff"] = todo.diff
+        if not self.module.check_mode:
+            self.apply(todo.actions)
         return self.result
 
-    def power(self, state, created, is_template=False):
-        if is_template and state in ("started", "stopped", "present", "template"):
-            if state == "started":
-                self.module.fail_json(msg="VM %s is a template: it cannot be started" % self.vmid)
-            self.result["status"] = "stopped"
-            return
-        status = "stopped" if created and self.module.check_mode else self.status()
-        if state == "started" and status != "running":
-            self.mark("start")
-            if not self.module.check_mode:
-                self.task("post", ("status", "start"), "start")
-            status = "running"
-        elif state in ("stopped", "template") and status == "running":
-            self.mark("stop")
-            if not self.module.check_mode:
-                self.task("post", ("status", "stop"), "stop")
-            status = "stopped"
-        if state == "template":
-            self.mark("template")
-            if not self.module.check_mode:
-                self.task("post", ("template",), "conversion to a template")
-        self.result["status"] = status
-
+    # -- the boot wait ---------------------------------------------------------------------------------
     def wait_agent(self):
-        """Poll the guest agent until the node's address shows up; the agent answers 500 until it runs."""
+        """Poll the guest agent until the node's address shows up; the agent answers 500 until it runs.
+        The node must have nothing else on that link: an address that is not planned (a DHCP lease beside
+        the static one, a leftover) fails the wait at once."""
+        name = self.params["name"]
         wanted = (self.params["ip"] or "").split("/")[0] or None
+        allowed = set(self.params["allowed_addresses"]) | {wanted}
         deadline = time.monotonic() + self.params["wait_agent"]
-        delay, last = 0.2, "no answer yet"
+        delay, last, answered = 0.2, "no answer yet", False
         while True:
             try:
                 answer = self.client.get(self.path("agent", "network-get-interfaces"))
-                addresses = [a.get("ip-address") for iface in answer.get("result", []) if iface.get("name") != "lo"
-                             for a in iface.get("ip-addresses") or [] if a.get("ip-address-type") == "ipv4"]
-                if addresses and (wanted is None or wanted in addresses):
+                answered = True
+                links = {iface.get("name"): [a for a in (routable(entry.get("ip-address"))
+                                                         for entry in iface.get("ip-addresses") or []) if a]
+                         for iface in answer.get("result", []) if iface.get("name") != "lo"}
+                addresses = [a for found in links.values() for a in found if ipaddress.ip_address(a).version == 4]
+                primary = [link for link, found in links.items() if wanted in found]
+                if primary:
+                    extra = sorted(a for a in links[primary[0]] if a not in allowed)
+                    if extra:
+                        self.module.fail_json(
+                            msg="Node %s (VM %s) has %s on its primary link %s besides its planned address %s: "
+                                "a second address (a DHCP lease, a leftover) makes its traffic leave from an "
+                                "address the cluster does not know. Turn DHCP off on that network for the node "
+                                "(or reserve nothing for its MAC) and reboot it."
+                                % (name, self.vmid, ", ".join(extra), primary[0], wanted),
+                            vmid=self.vmid, planned_address=wanted, extra_addresses=extra, addresses=addresses,
+                            changes=self.result["changes"])
+                if addresses and (wanted is None or primary):
                     self.result["addresses"] = addresses
                     return
                 last = "the agent reports %s, not %s" % (", ".join(addresses) or "no address", wanted)
             except ProxmoxError as exc:
                 last = exc.proxmox_error or str(exc)
             if time.monotonic() >= deadline:
+                hint = "" if answered else (
+                    " The agent never answered: Talos runs it only when the image's schematic has the "
+                    "siderolabs/qemu-guest-agent extension (talos_image.extensions).")
                 self.module.fail_json(msg="VM %s (%s) did not report its address %s through the QEMU guest agent "
-                                          "within %d s: %s" % (self.vmid, self.params["name"], wanted or "(any)",
-                                                               self.params["wait_agent"], last),
+                                          "within %d s: %s.%s" % (self.vmid, name, wanted or "(any)",
+                                                                  self.params["wait_agent"], last, hint),
                                       vmid=self.vmid, proxmox_error=last, changes=self.result["changes"])
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
-
-    def mark(self, action):
-        self.result["changed"] = True
-        self.result["changes"] = self.result["changes"] + [action]
-
-    def absent(self, exists):
-        if not exists:
-            return self.result
-        self.result["changed"] = True
-        self.result["changes"] = ["destroy"]
-        if self.module._diff:
-            self.result["diff"] = dict(before={"vmid": self.vmid}, after={})
-        if self.module.check_mode:
-            return self.result
-        if self.status() == "running":
-            self.task("post", ("status", "stop"), "stop")
-        self.task("delete", (), "destroy", purge=1)
-        return self.result
 
 
 def main():
@@ -456,6 +413,8 @@ def main():
         state=dict(type="str", choices=["present", "started", "stopped", "template", "absent"], default="present"),
         import_from=dict(type="str"),
         clone_from=dict(type="int"),
+        image=dict(type="str"),
+        owner_tag=dict(type="str"),
         storage=dict(type="str", default="local-zfs"),
         disk_gb=dict(type="int"),
         cores=dict(type="int", default=2),
@@ -474,6 +433,7 @@ def main():
         allow_destructive=dict(type="bool", default=False),
         timeout=dict(type="int", default=600),
         wait_agent=dict(type="int", default=0),
+        allowed_addresses=dict(type="list", elements="str", default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_together=PROXMOX_REQUIRED_TOGETHER, required_one_of=PROXMOX_REQUIRED_ONE_OF,
@@ -486,7 +446,7 @@ def main():
             vm.wait_agent()
     except ProxmoxError as exc:
         client.fail(exc, vmid=module.params["vmid"], changes=vm.result["changes"])
-    result["retried"] = client.retried
+    result.update(retried=client.retried, reread=client.reread)
     module.exit_json(**result)
 
 

@@ -11,8 +11,9 @@ matched after `prefix` (e.g. "/api2/json"). The base adds, for every twin:
   DELETE /_lab/requests   clear the request and reject logs
 
 A twin adds its own `/_lab/` endpoints by overriding `lab_route()` (Proxmox: `POST /_lab/init`, `GET /_lab/vms`).
-`/_lab/*` requests are neither logged nor subject to faults. An `http_5xx` fault answers before routing;
-a `slow` fault scales `Latency` delays. State lives in `self.store` (store.py), persisted atomically.
+`/_lab/*` requests are neither logged nor subject to faults. An `http_5xx` fault answers before routing,
+an `http_5xx_after` fault after the handler ran (an ambiguous error: the request took effect); a `slow`
+fault scales `Latency` delays. State lives in `self.store` (store.py), persisted atomically.
 """
 
 from __future__ import annotations
@@ -166,6 +167,11 @@ class Twin:
         except Exception:  # noqa: BLE001 - a twin bug must answer 500, not kill the connection
             log.error("unhandled error on %s %s\n%s", request.method, raw_path, traceback.format_exc())
             response = self.error_response(HttpError(500, "internal error in the lab twin"))
+        lost = response.status < 400 and self.faults.take("http_5xx_after", f"{request.method} {raw_path}")
+        if lost:  # the request was carried out; only its answer is lost (an ambiguous error)
+            response = self.error_response(HttpError(int(lost.get("status", 504)),
+                                                     lost.get("message", "answer lost after the request was "
+                                                                         "carried out (lab)")))
         self.requests.append({"time": time.time(), "method": request.method, "path": raw_path,
                               "status": response.status, "ms": round((time.monotonic() - started) * 1000, 1)})
         return response

@@ -5,6 +5,12 @@ Kinds (JSON body of `POST /_lab/faults`; `match` is an optional substring, `coun
   {"kind": "task_fail", "match": "download"}   the next matching async task (type or id) ends in an error
   {"kind": "lock_timeout", "match": "clone"}   the next matching lock acquisition times out at once
   {"kind": "slow", "factor": 10}                every delay x factor, until cleared (no count)
+  {"kind": "http_5xx_after", "status": 504, "match": "/clone"}  the next matching request is carried out,
+                                                then its answer is lost: the client gets the 5xx (a timeout
+                                                or a gateway error after the server acted: an ambiguous error)
+  {"kind": "agent_extra_address", "match": "201", "address": "192.168.1.77"}  (Proxmox) the guest agent of
+                                                the matching VM id also reports this address on eth0 (a DHCP
+                                                lease beside the static address); `count: 0` keeps it
 `count` defaults to 1 (0 or null: until `DELETE /_lab/faults`). Twins ask `take(kind, subject)`.
 """
 
@@ -13,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 
-KINDS = ("http_5xx", "task_fail", "lock_timeout", "slow")
+KINDS = ("http_5xx", "task_fail", "lock_timeout", "slow", "http_5xx_after", "agent_extra_address")
 
 
 class FaultError(ValueError):

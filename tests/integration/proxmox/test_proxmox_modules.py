@@ -225,7 +225,7 @@ def triplet(lab: Lab, task):
 
 def vm_template_imported_from_the_image(lab: Lab):
     task = vm_task(TEMPLATE, name="talos-template", import_from=lab.volid, state="template", disk_gb=3,
-                   tags=["talos"])
+                   tags=["talos", "lab"])  # "lab": the owner tag its clones inherit until configured
     applied = triplet(lab, task)
     assert applied["changes"] == ["create", "template"]
     config = pve_config(lab, TEMPLATE)
@@ -246,6 +246,110 @@ def vm_linked_clone_started_with_its_network_identity(lab: Lab):
     assert config["ide2"] == f"local-zfs:vm-{NODE_VM}-cloudinit,media=cdrom"  # allocated like Proxmox does
     network = lab.lab_get(PVE, "vms")[str(NODE_VM)]["network"]
     assert network["ip"] == "127.2.1.1" and network["hostname"] == "cp1" and network["nameserver"] == "127.2.0.53"
+
+
+def clone_posts(lab: Lab, start):
+    return [r for r in lab.lab_get(PVE, "requests")[start:] if r["method"] == "POST" and r["path"].endswith("/clone")]
+
+
+def vm_ambiguous_clone_answer_is_read_back_not_cloned_again(lab: Lab):
+    """The clone POST took effect but its answer was lost (504): the module reads the VM instead of
+    cloning again (a second POST would fail on 'VM 203 already exists'), then completes it."""
+    start = len(lab.lab_get(PVE, "requests"))
+    lab.fault(kind="http_5xx_after", status=504, match=f"/qemu/{TEMPLATE}/clone")
+    try:
+        code, result = lab.one(vm_task(203, clone_from=TEMPLATE, name="w3", state="present", tags=["talos", "lab"],
+                                       owner_tag="lab", ip="127.2.2.3/16"))
+    finally:
+        lab.clear_faults()
+    assert code == 0 and result["changes"] == ["create"] and result["reread"] == 1, result.get("msg")
+    assert [r["status"] for r in clone_posts(lab, start)] == [504]  # one clone, never a second
+    config = pve_config(lab, 203)
+    assert config["name"] == "w3" and config["ide2"].startswith("local-zfs:vm-203-cloudinit")
+
+
+def vm_half_made_clone_is_completed_by_the_next_run(lab: Lab):
+    """The clone lands, its follow-up config (identity, cloud-init drive) fails: the next run finishes it."""
+    node = dict(NODE, name="w4", ip="127.2.2.4/16", owner_tag="lab")
+    task = vm_task(204, clone_from=TEMPLATE, state="started", disk_gb=4, **node)
+    lab.fault(kind="http_5xx", status=500, match="PUT /api2/json/nodes/pve/qemu/204/config",
+              message="unable to open file - Input/output error")
+    try:
+        code, failed = lab.one(task)
+    finally:
+        lab.clear_faults()
+    assert code != 0 and "Input/output error" in failed["msg"]
+    half = pve_config(lab, 204)
+    assert "ide2" not in half and "ipconfig0" not in half  # cloned, but not this node yet
+    code, checked = lab.one(task, check=True, diff=True)
+    assert code == 0 and "ide2" in checked["changes"] and checked["changes"][-1] == "start", checked.get("msg")
+    assert checked["diff"]["after"]["ide2"] == "local-zfs:cloudinit" and "ide2" not in pve_config(lab, 204)
+    code, repaired = lab.one(task)
+    assert code == 0 and repaired["changes"] == checked["changes"] and repaired["status"] == "running"
+    config = pve_config(lab, 204)
+    assert config["ide2"].startswith("local-zfs:vm-204-cloudinit")
+    assert config["ipconfig0"] == "ip=127.2.2.4/16,gw=127.2.0.1" and config["tags"] == "lab;talos"
+    assert lab.lab_get(PVE, "vms")["204"]["network"]["ip"] == "127.2.2.4"
+    code, rerun = lab.one(task)
+    assert code == 0 and not rerun["changed"]
+    for vmid, name in ((203, "w3"), (204, "w4")):  # what it proves it manages, it may destroy
+        code, removed = lab.one(vm_task(vmid, name=name, owner_tag="lab", state="absent"))
+        assert code == 0 and removed["changes"] == ["destroy"], removed.get("msg")
+
+
+def vm_foreign_vm_on_the_id_is_refused(lab: Lab):
+    """A VM this run cannot prove is its own (name and owner tag) is neither changed nor destroyed."""
+    code, _ = lab.one(vm_task(205, import_from=lab.volid, name="someone-else", tags=["prod"], state="present"))
+    assert code == 0
+    before = pve_config(lab, 205)
+    for task in (vm_task(205, clone_from=TEMPLATE, state="started", owner_tag="lab", **dict(NODE, name="w5")),
+                 vm_task(205, name="w5", owner_tag="lab", state="absent"),
+                 vm_task(205, name="someone-else", owner_tag="lab", state="absent")):
+        code, refused = lab.one(task)
+        assert code != 0 and "VM 205 (name 'someone-else', tags prod) exists but is not one this run manages" \
+            in refused["msg"], refused
+        assert refused["vm_name"] == "someone-else" and refused["vm_tags"] == ["prod"]
+    assert pve_config(lab, 205) == before  # nothing changed
+    code, removed = lab.one(vm_task(205, name="someone-else", owner_tag="prod", state="absent"))
+    assert code == 0 and removed["changes"] == ["destroy"]
+
+
+def vm_template_of_another_image_is_refused_and_not_cloned_from(lab: Lab):
+    """The template records its image; another Talos version or schematic is never served by it."""
+    other = f"local:import/talos-{EMPTY_ID[:12]}-{VERSION}-nocloud-amd64.qcow2"  # image_5xx_burst_is_retried's
+    assert pve_config(lab, TEMPLATE)["description"] == f"turnkey.cluster image: {lab.volid}"
+    code, refused = lab.one(vm_task(TEMPLATE, name="talos-template", import_from=other, state="template",
+                                    disk_gb=3, tags=["talos", "lab"]))
+    assert code != 0 and lab.volid in refused["msg"] and other in refused["msg"], refused
+    assert refused["template_image"] == lab.volid and refused["wanted_image"] == other
+    start = len(lab.lab_get(PVE, "requests"))
+    code, refused = lab.one(vm_task(206, clone_from=TEMPLATE, image=other, state="started", **dict(NODE, name="w6")))
+    assert code != 0 and "nodes are not cloned from an older image" in refused["msg"]
+    assert clone_posts(lab, start) == [] and "206" not in lab.lab_get(PVE, "vms")
+
+
+def vm_boot_wait_fails_on_an_extra_address_and_names_a_silent_agent(lab: Lab):
+    task = vm_task(NODE_VM, clone_from=TEMPLATE, state="started", disk_gb=4, wait_agent=30, **NODE)
+    lab.fault(kind="agent_extra_address", match=str(NODE_VM), address="192.168.1.77", count=0)
+    try:
+        code, failed = lab.one(task)
+        code_allowed, allowed = lab.one(dict(task, **{"turnkey.cluster.proxmox_vm": dict(
+            task["turnkey.cluster.proxmox_vm"], allowed_addresses=["192.168.1.77"])}))
+    finally:
+        lab.clear_faults()
+    assert code != 0 and failed.get("extra_addresses") == ["192.168.1.77"], failed
+    assert all(text in failed["msg"] for text in ("cp1", "127.2.1.1", "192.168.1.77", "eth0"))
+    assert code_allowed == 0 and allowed["addresses"] == ["127.2.1.1", "192.168.1.77"], allowed.get("msg")
+    code, booted = lab.one(task)
+    assert code == 0 and booted["addresses"] == ["127.2.1.1"]
+    lab.fault(kind="http_5xx", status=500, count=0, match="/agent/network-get-interfaces",
+              message="QEMU guest agent is not running")
+    try:
+        code, silent = lab.one(vm_task(NODE_VM, clone_from=TEMPLATE, state="started", disk_gb=4, wait_agent=1,
+                                       **NODE))
+    finally:
+        lab.clear_faults()
+    assert code != 0 and "siderolabs/qemu-guest-agent" in silent["msg"] and "cp1" in silent["msg"]
 
 
 def vm_drift_is_shown_and_corrected(lab: Lab):
@@ -328,7 +432,10 @@ def the_twins_refused_nothing(lab: Lab):
 STEPS = (schematic_ids_match_the_factory, schematic_online_check_apply_rerun, image_check_apply_rerun,
          image_5xx_burst_is_retried, image_failed_task_reports_proxmox_error_and_log,
          wrong_credentials_fail_with_proxmox_text, vm_template_imported_from_the_image,
-         vm_linked_clone_started_with_its_network_identity, vm_drift_is_shown_and_corrected,
+         vm_linked_clone_started_with_its_network_identity, vm_ambiguous_clone_answer_is_read_back_not_cloned_again,
+         vm_half_made_clone_is_completed_by_the_next_run, vm_foreign_vm_on_the_id_is_refused,
+         vm_template_of_another_image_is_refused_and_not_cloned_from,
+         vm_boot_wait_fails_on_an_extra_address_and_names_a_silent_agent, vm_drift_is_shown_and_corrected,
          vm_destructive_change_is_refused, vm_clone_lock_timeout_is_retried_and_password_login,
          vm_stopped_with_module_defaults, vm_absent,
          the_twins_refused_nothing)

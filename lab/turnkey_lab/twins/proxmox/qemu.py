@@ -446,5 +446,9 @@ class Qemu:
               "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]}
         eth0 = {"name": "eth0", "hardware-address": (net.get("mac") or "").lower(),
                 "ip-addresses": [{"ip-address": net["ip"], "ip-address-type": "ipv4", "prefix": net.get("prefix", 24)}]}
+        lease = self.twin.faults.take("agent_extra_address", str(vmid))
+        if lease:  # a second address on the link, e.g. a DHCP lease beside the static one
+            eth0["ip-addresses"].append({"ip-address": lease.get("address", "192.168.1.77"),
+                                         "ip-address-type": "ipv4", "prefix": int(lease.get("prefix", 24))})
         return self.twin.ok({"result": [lo, eth0]})
 
