@@ -13,6 +13,13 @@ options:
       - The talosctl to run. Default - C($TURNKEY_TALOSCTL), then the one C(make tools) built
         (C(~/.cache/turnkey-cluster/tools/tools.env)), then C(talosctl) on C(PATH).
     type: path
+  talosctl_timeout:
+    description:
+      - Seconds each C(talosctl) call may take. A call still running then is killed and the task fails with
+        the command and the node it was asking (never its arguments) - a node that accepts the connection
+        and never answers would otherwise hang the run.
+    type: int
+    default: 60
 """
 
     # The node a module talks to, for the modules that call one node (talos_argument_spec(node=True)).

@@ -1,21 +1,23 @@
 # Copyright: turnkey.cluster maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Shared code of the Talos modules: find the pinned talosctl, run it with an argument list, redact configs."""
+"""Shared code of the Talos modules: find the pinned talosctl, run it with an argument list and a timeout."""
 
 from __future__ import annotations
 
 import base64
 import datetime
-import hashlib
 import os
 import shutil
+import signal
+import subprocess
+
+from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.turnkey.cluster.plugins.module_utils.private_files import write_private_file
 
 TOOLS_ENV = os.path.join("turnkey-cluster", "tools", "tools.env")
-# Machine-config fields that hold private keys, tokens or encryption secrets.
-SECRET_KEYS = frozenset(("key", "token", "secret", "secretboxEncryptionSecret", "aescbcEncryptionSecret",
-                         "bootstrapToken"))
+# Seconds one talosctl call may take: a node that accepts the connection and never answers would hang it.
+DEFAULT_TIMEOUT = 60
 
 
 def _from_tools_env():
@@ -47,7 +49,7 @@ def locate_talosctl(explicit=None):
 def talos_argument_spec(node=False, **options):
     """The argument spec of a Talos module: its own options, talosctl_path, and with node=True the node it
     calls (doc fragments turnkey.cluster.talos and turnkey.cluster.talos.node)."""
-    spec = dict(talosctl_path=dict(type="path"))
+    spec = dict(talosctl_path=dict(type="path"), talosctl_timeout=dict(type="int", default=DEFAULT_TIMEOUT))
     if node:
         spec.update(node=dict(type="str", required=True), endpoint=dict(type="str"),
                     talosconfig=dict(type="path", required=True))
@@ -62,23 +64,35 @@ def find_talosctl(module):
     return talosctl
 
 
-def run_talosctl(module, talosctl, args, what):
-    """Runs talosctl with an argument list (never a shell); fails the module with its output on error."""
-    rc, out, err = module.run_command([talosctl] + list(args), check_rc=False, environ_update={"LC_ALL": "C"})
+def call_talosctl(module, argv, what):
+    """(rc, stdout, stderr) of talosctl run with an argument list (never a shell) within the module's
+    talosctl_timeout; a call that does not finish is killed and fails the module, naming `what` (the command
+    and node, never the arguments)."""
+    timeout = module.params.get("talosctl_timeout") or DEFAULT_TIMEOUT
+    try:
+        process = subprocess.Popen([to_text(a) for a in argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env=dict(os.environ, LC_ALL="C"), start_new_session=True)
+    except OSError as exc:
+        module.fail_json(msg="cannot run talosctl %s: %s" % (what, exc))
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # its own session: the whole group goes
+        process.communicate()
+        module.fail_json(msg="talosctl %s gave no answer within %d s (talosctl_timeout): is the node up and its "
+                             "Talos API (port 50000) answering?" % (what, timeout))
+    return process.returncode, to_text(out, errors="surrogate_or_replace"), to_text(err, errors="surrogate_or_replace")
+
+
+def run_talosctl(module, talosctl, args, what, keep_output=True):
+    """Runs talosctl (call_talosctl); fails the module with its message on error. keep_output=False leaves
+    its stdout out of the failure (a command that prints a config)."""
+    rc, out, err = call_talosctl(module, [talosctl] + list(args), what)
     if rc != 0:
-        module.fail_json(msg="talosctl %s failed (exit %d): %s" % (what, rc, (err or out).strip()),
-                         rc=rc, stderr=err, stdout=out)
+        said = (err or (out if keep_output else "")).strip()
+        module.fail_json(msg="talosctl %s failed (exit %d): %s" % (what, rc, said), rc=rc,
+                         **(dict(stderr=err, stdout=out) if keep_output else {}))
     return out, err
-
-
-def redact(value):
-    """A copy of a machine config with every secret replaced by a short fingerprint, safe to show in a diff."""
-    if isinstance(value, dict):
-        return {k: ("(secret sha256:%s)" % hashlib.sha256(str(v).encode()).hexdigest()[:12]
-                    if k in SECRET_KEYS and isinstance(v, str) else redact(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    return value
 
 
 def private_file(folder, name, text):
@@ -102,14 +116,13 @@ def in_maintenance(module, talosctl, talosconfig, node, endpoint=None):
     (TLS 1.3 may show that as a broken pipe rather than the alert) and answers with the talosconfig's.
     Neither: the module fails with the node's name and both answers.
     """
-    env = {"LC_ALL": "C"}
     connection = node_args(talosconfig, node, endpoint)
-    rc, out, err = module.run_command([talosctl, "version", "--insecure", "--json"] + connection,
-                                      check_rc=False, environ_update=env)
+    rc, out, err = call_talosctl(module, [talosctl, "version", "--insecure", "--json"] + connection,
+                                 "version --insecure on %s" % node)
     if rc == 0:
         return True
     insecure = (err or out).strip()
-    rc, out, err = module.run_command([talosctl, "version", "--json"] + connection, check_rc=False, environ_update=env)
+    rc, out, err = call_talosctl(module, [talosctl, "version", "--json"] + connection, "version on %s" % node)
     if rc == 0:
         return False
     module.fail_json(msg="node %s does not answer on the Talos API (port 50000): in maintenance mode: %s; "

@@ -14,10 +14,10 @@ description:
   - In maintenance mode the config is applied with C(talosctl apply-config --insecure); the node installs
     and comes up configured.
   - On a configured node the config is first sent with C(--dry-run). When Talos answers C(No changes.)
-    nothing is applied. Otherwise the dry run's diff is reported (diff mode, secrets replaced by
-    fingerprints) and the config is applied. With O(mode=auto) a change Talos can take live is applied
-    without a reboot; a change that needs a reboot is B(staged) for the next reboot unless
-    O(allow_reboot=true).
+    nothing is applied. Otherwise the dry run's diff is reported with every value outside the allow-list of
+    safe machine-config paths hidden (see notes) and the config is applied. With O(mode=auto) a change
+    Talos can take live is applied without a reboot; a change that needs a reboot is B(staged) for the next
+    reboot unless O(allow_reboot=true).
   - A staged config keeps differing from the running one until the node reboots. So that a rerun does not
     stage it again (and report a change every time), the SHA-256 of what was staged is kept beside the
     config in C(<config>.staged); while the same config waits for its reboot the module reports no change
@@ -50,10 +50,18 @@ attributes:
     description: Asks the node (version, dry run) and reports what would be applied; applies nothing.
   diff_mode:
     support: full
-    description: The dry run's config diff (or the whole config in maintenance mode), secrets redacted.
+    description:
+      - The dry run's config diff with only allow-listed values shown; in maintenance mode a note that the
+        whole config is applied.
 notes:
-  - The dry run's diff is Talos' own (C(configdiff)); lines holding keys, tokens or secrets show a
-    fingerprint instead of the value.
+  - The dry run's diff is Talos' own unified diff of the node's config and the new one. Each line's value is
+    shown only when its path in the config is on the allow-list of C(module_utils/talos_redact.py) (machine
+    type, install disk and image, addresses, routes, hostname, labels, kubelet and control-plane arguments,
+    cluster name, endpoint and networks, versions and images, ...). Every other value - tokens, certificates
+    and keys, registry credentials, WireGuard keys, file contents, inline manifests, anything unknown - is
+    shown as C((hidden <tag>)); equal values get equal tags within one run. To place each line the module
+    asks C(talosctl machineconfig patch) for the config as Talos encodes it; when the diff does not fit
+    that, every value of the diff is hidden.
 """
 
 EXAMPLES = r"""
@@ -90,20 +98,20 @@ staged:
   returned: always
   type: bool
 config_diff:
-  description: The dry run's config diff with secrets redacted (empty when nothing changed).
+  description: The dry run's config diff, only allow-listed values shown (empty when nothing changed).
   returned: always
   type: str
 """
 
 import hashlib
 import os
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
+from ansible_collections.turnkey.cluster.plugins.module_utils.talos_redact import Redactor
 from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
-    SECRET_KEYS,
+    call_talosctl,
     find_talosctl,
     in_maintenance,
     node_args,
@@ -114,19 +122,16 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
 
 NO_CHANGES = "No changes."
 WITH_REBOOT = "with a reboot"
-SECRET_LINE = re.compile(r"^(?P<lead>[-+ ]\s*(?P<key>[A-Za-z]+):\s*)(?P<value>\S.*)$")
+# An empty strategic merge patch: `machineconfig patch` then prints the config as Talos encodes it.
+NO_OP_PATCH = "machine: {}"
 
 
-def redact_diff(text):
-    """The diff with the value of every secret-bearing line replaced by a short fingerprint."""
-    lines = []
-    for line in text.splitlines():
-        match = SECRET_LINE.match(line)
-        if match and match.group("key") in SECRET_KEYS:
-            digest = hashlib.sha256(match.group("value").encode()).hexdigest()[:12]
-            line = "%s(secret sha256:%s)" % (match.group("lead"), digest)
-        lines.append(line)
-    return "\n".join(lines)
+def shown_diff(module, talosctl, config, diff):
+    """The dry run's diff with only allow-listed values shown, each line placed in the config as Talos
+    encodes it (the text the node diffed against). The config is never part of a result or an error."""
+    rc, encoded, _err = call_talosctl(module, [talosctl, "machineconfig", "patch", config, "--patch", NO_OP_PATCH],
+                                      "machineconfig patch")
+    return Redactor().dry_run_diff(diff, encoded if rc == 0 else "")
 
 
 def dry_run(module, talosctl, connection, config):
@@ -178,7 +183,7 @@ def main():
         if os.path.exists(marker) and not module.check_mode:
             os.unlink(marker)  # the node runs the config: nothing waits any more
         module.exit_json(**result)
-    shown = redact_diff(diff)
+    shown = shown_diff(module, talosctl, p["config"], diff)
     result.update(reboot_required=reboot, config_diff=shown)
     if waiting:
         module.warn("%s: this config is staged and waits for the node's next reboot" % p["node"])

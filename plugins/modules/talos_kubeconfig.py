@@ -15,6 +15,7 @@ description:
     is not O(server), its cluster CA is not O(ca) (when given), or its client certificate has fewer than
     O(renew_days) days left - so a rerun
     reports no change and an operator is never locked out by a certificate a year old.
+  - An existing O(dest) readable by others (mode not 0600) is reported as changed and set back to 0600.
 author: turnkey.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - turnkey.cluster.talos
@@ -75,7 +76,7 @@ renewed:
   returned: always
   type: bool
 reasons:
-  description: Why it was (or would be) fetched.
+  description: Why it was (or would be) fetched or its mode set back to 0600.
   returned: always
   type: list
   elements: str
@@ -84,6 +85,7 @@ reasons:
 import base64
 import os
 import shutil
+import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -166,9 +168,15 @@ def main():
         _expires, days = certificate_expiry(before[1])
         if days is None or days < p["renew_days"]:
             reasons.append("client certificate expires in %s days" % days)
-    result = dict(changed=bool(reasons), path=p["dest"], reasons=reasons, renewed=bool(reasons))
+    fetch = bool(reasons)
+    mode = stat.S_IMODE(os.stat(p["dest"]).st_mode) if before is not None else 0o600
+    if mode != 0o600:
+        reasons.append("mode %04o, not 0600" % mode)
+    result = dict(changed=bool(reasons), path=p["dest"], reasons=reasons, renewed=fetch)
     after = before
-    if reasons and not module.check_mode:
+    if mode != 0o600 and not fetch and not module.check_mode:
+        os.chmod(p["dest"], 0o600)  # a fetch below writes 0600 anyway
+    if fetch and not module.check_mode:
         talosctl = find_talosctl(module)
         work = tempfile.mkdtemp(prefix="turnkey-kubeconfig-")
         try:
@@ -188,10 +196,13 @@ def main():
                 write_private(p["dest"], handle.read())
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    if reasons and module._diff:
+    if fetch and module._diff:
         result["diff"] = dict(before=describe(before), after=describe(after) if after is not before else
                               "(a new kubeconfig: %s)\n" % ", ".join(reasons),
                               before_header=p["dest"], after_header=p["dest"])
+    elif reasons and module._diff:
+        result["diff"] = dict(before="mode: %04o\n" % mode, after="mode: 0600\n", before_header=p["dest"],
+                              after_header=p["dest"])
     if after:
         expires, days = certificate_expiry(after[1])
         if expires:

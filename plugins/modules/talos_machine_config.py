@@ -14,8 +14,7 @@ description:
   - Every rendered config is checked with C(talosctl validate --strict) in the given mode before it is kept.
   - The config is written to O(dest) (mode 0600, atomically) only when it differs, so a rerun reports
     no change. With the same secrets bundle C(talosctl) renders the same bytes.
-  - Runs on the controller. Diffs show the config with every private key, token and encryption secret
-    replaced by a short fingerprint.
+  - Runs on the controller. Diffs show only the values at allow-listed paths of the config (see notes).
 author: turnkey.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - turnkey.cluster.talos
@@ -42,6 +41,14 @@ options:
   patches:
     description:
       - Config patches, applied in order (strategic merge patches as dicts, or YAML/JSON6902 text).
+      - They are shown in verbose output; put credentials in O(secret_patches).
+    type: list
+    elements: raw
+    default: []
+  secret_patches:
+    description:
+      - Patches that carry credentials (registry auth, WireGuard keys, tokens in inline manifests), applied
+        after O(patches). C(no_log) - Ansible masks their values in every output of the task.
     type: list
     elements: raw
     default: []
@@ -79,9 +86,14 @@ attributes:
     description: Renders and validates, compares with O(dest), writes nothing.
   diff_mode:
     support: full
-    description: The config before and after, with every secret replaced by a fingerprint.
+    description: The config before and after, only allow-listed values shown.
 notes:
   - The config holds the node's certificates and the cluster's keys; it is never returned by the module.
+  - The diff shows a value only when its path is on the allow-list of C(module_utils/talos_redact.py)
+    (machine type, install disk and image, addresses, routes, hostname, labels, kubelet and control-plane
+    arguments, cluster name, endpoint and networks, versions and images, ...); every other value - tokens,
+    certificates and keys, registry credentials, WireGuard keys, file contents, inline manifests, anything
+    unknown - is C((hidden <tag>)), equal values with equal tags within one run.
 """
 
 EXAMPLES = r"""
@@ -129,10 +141,10 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 
+from ansible_collections.turnkey.cluster.plugins.module_utils.talos_redact import Redactor
 from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
     find_talosctl,
     private_file,
-    redact,
     run_talosctl,
     talos_argument_spec,
     write_private,
@@ -154,7 +166,7 @@ def render(module, talosctl, work):
             "--dns-domain", p["dns_domain"]]
     if p["install_image"]:
         args += ["--install-image", p["install_image"]]
-    for index, patch in enumerate(p["patches"]):
+    for index, patch in enumerate(p["patches"] + p["secret_patches"]):
         text = patch if isinstance(patch, str) else json.dumps(patch)
         args += ["--config-patch", "@" + private_file(work, "patch-%02d.yaml" % index, text)]
     run_talosctl(module, talosctl, args, "gen config")
@@ -165,12 +177,6 @@ def render(module, talosctl, work):
         return handle.read()
 
 
-def shown(content):
-    if not content:
-        return ""
-    return yaml.safe_dump_all([redact(doc) for doc in yaml.safe_load_all(content)], sort_keys=False)
-
-
 def main():
     module = AnsibleModule(
         argument_spec=talos_argument_spec(
@@ -179,6 +185,7 @@ def main():
             machine_type=dict(type="str", required=True, choices=["controlplane", "worker"]),
             secrets=dict(type="dict", required=True, no_log=True),
             patches=dict(type="list", elements="raw", default=[]),
+            secret_patches=dict(type="list", elements="raw", default=[], no_log=True),
             kubernetes_version=dict(type="str", required=True),
             talos_version=dict(type="str", required=True),
             install_image=dict(type="str"),
@@ -210,7 +217,9 @@ def main():
     result = dict(changed=changed or mode_wrong, dest=dest, sha256=hashlib.sha256(content).hexdigest(),
                   validated=module.params["validate_mode"])
     if changed and module._diff:
-        result["diff"] = dict(before=shown(before), after=shown(content), before_header=dest, after_header=dest)
+        redactor = Redactor()  # one for both sides: an unchanged hidden value keeps its tag
+        result["diff"] = dict(before=redactor.config_text(before), after=redactor.config_text(content),
+                              before_header=dest, after_header=dest)
     if not module.check_mode:
         try:
             if changed:

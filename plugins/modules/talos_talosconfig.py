@@ -15,6 +15,7 @@ description:
     nodes or context differ, its CA is not the bundle's, or its client certificate has fewer than
     O(renew_days) days left. A new client certificate is issued from the bundle's CA then, so the renewed
     talosconfig works at once and the old one keeps working until it expires.
+  - An existing O(dest) readable by others (mode not 0600) is reported as changed and set back to 0600.
 author: turnkey.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - turnkey.cluster.talos
@@ -82,14 +83,16 @@ renewed:
   returned: always
   type: bool
 reasons:
-  description: Why the file was (or would be) written.
+  description: Why the file was (or would be) written or its mode set back to 0600.
   returned: always
   type: list
   elements: str
 """
 
 import json
+import os
 import shutil
+import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -183,18 +186,27 @@ def main():
         module.fail_json(msg="endpoints: at least one control plane address is needed")
     before = load(p["dest"])
     reasons = reasons_to_write(p, before)
+    write = bool(reasons)
+    mode = stat.S_IMODE(os.stat(p["dest"]).st_mode) if before is not None else 0o600
+    if mode != 0o600:
+        reasons.append("mode %04o, not 0600" % mode)
     result = dict(changed=bool(reasons), path=p["dest"], reasons=reasons,
                   renewed=before is None or any(r.startswith("client certificate") for r in reasons))
     after = before
-    if reasons and not module.check_mode:
+    if mode != 0o600 and not write and not module.check_mode:
+        os.chmod(p["dest"], 0o600)  # a write below is 0600 anyway
+    if write and not module.check_mode:
         after = generate(module, find_talosctl(module))
         write_private(p["dest"], to_bytes(yaml.safe_dump(after, sort_keys=False)))
-    if reasons and module._diff:
+    if write and module._diff:
         result["diff"] = dict(before=summary(before, p["cluster_name"]) if before else "",
                               after=summary(after, p["cluster_name"]) if after is not before else
                               "(a new talosconfig: %s)\n" % ", ".join(reasons),
                               before_header=p["dest"], after_header=p["dest"])
-    if not reasons:
+    elif reasons and module._diff:
+        result["diff"] = dict(before="mode: %04o\n" % mode, after="mode: 0600\n", before_header=p["dest"],
+                              after_header=p["dest"])
+    if not write:
         result["renewed"] = False
     context = ((after or {}).get("contexts") or {}).get(p["cluster_name"]) or {}
     expires, days = certificate_expiry(context.get("crt") or "")

@@ -2,10 +2,15 @@
 driven by the real talosctl: maintenance apply, dry-run diffs, no surprise reboots (staged, and a rerun
 that does not stage again), bootstrap once, a maintenance node refused by name, client config expiry, the
 admin kubeconfig, and health by name against the real etcd and kube-apiserver the twin runs after bootstrap.
-The twin runs on 127.93.1.x."""
+Also: dry-run diffs that show only allow-listed values even at -vvv, client configs forced back to 0600,
+a kubeconfig trusting another CA replaced, and a node that never answers failing by name within the timeout.
+The twin runs on 127.93.1.x and 127.93.2.x; the silent node listens on 127.93.8.1."""
 
 from __future__ import annotations
 
+import base64
+import os
+import socket
 import stat
 import subprocess
 import sys
@@ -47,14 +52,19 @@ class Runner:
             "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
 
     def __call__(self, module, args, *flags, fails=False):
+        run = self.run(module, args, *flags, json_output=True)
+        result = task_results(run.stdout)[0][2]
+        assert bool(result.get("failed")) == fails, result.get("msg", result)
+        return result
+
+    def run(self, module, args, *flags, json_output=False):
+        """The ansible-playbook run itself (the default callback prints every result in full at -vvv)."""
         task = {"name": module, "turnkey.cluster." + module: {**args, "talosctl_path": self.talosctl}}
         playbook = self.tmp / "play.yml"
         playbook.write_text(yaml.safe_dump([{"name": "t", "hosts": "localhost", "gather_facts": False,
                                              "tasks": [task]}], sort_keys=False))
-        run = run_playbook("-i", str(self.inventory), *flags, playbook=str(playbook), json_output=True, timeout=180)
-        result = task_results(run.stdout)[0][2]
-        assert bool(result.get("failed")) == fails, result.get("msg", result)
-        return result
+        return run_playbook("-i", str(self.inventory), *flags, playbook=str(playbook), json_output=json_output,
+                            timeout=180)
 
 
 def config_with(gen, kind, change):
@@ -107,12 +117,12 @@ def test_talosconfig_apply_and_bootstrap(talosctl, make_twin, bundle, tmp_path, 
     assert live["changed"] and live["mode"] == "no-reboot" and not live["reboot_required"]
     assert not task("talos_apply", apply)["changed"]
 
-    # a diff touching a secret shows fingerprints, never the token (check mode: nothing applied)
+    # a diff touching a secret hides it, never shows the token (check mode: nothing applied)
     token = "abcdef.0123456789abcdef"
     cp1.write_text(config_with(gen, "controlplane", lambda d: d["machine"].update(
         token=token, nodeLabels={**d["machine"]["nodeLabels"], "rack": "r1"})))
     secret = task("talos_apply", apply, "--check", "--diff")
-    assert secret["changed"] and "token: (secret sha256:" in secret["config_diff"], secret["config_diff"]
+    assert secret["changed"] and "+    token: (hidden " in secret["config_diff"], secret["config_diff"]
     assert token not in secret["config_diff"] and token not in str(secret.get("diff"))
     assert bundle["trustdinfo"]["token"] not in secret["config_diff"]
 
@@ -198,3 +208,117 @@ def test_unreachable_node_is_named(talosctl, tmp_path, bundle):  # noqa: F811
     failed = task("talos_apply", {"node": "127.93.9.9", "talosconfig": str(tmp_path / "none"), "config": str(config)},
                   fails=True)
     assert failed["msg"].startswith("node 127.93.9.9 does not answer on the Talos API")
+
+
+def wireguard_key():
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def test_dry_run_diff_shows_only_allowed_paths_even_at_vvv(talosctl, make_twin, bundle, tmp_path):  # noqa: F811
+    node = "127.93.2.1"
+    make_twin({"cp1": node})
+    task = Runner(tmp_path, talosctl)
+    gen = tmp_path / "gen"
+    config = tmp_path / "cp1.yaml"
+    apply = {"node": node, "talosconfig": str(gen / "talosconfig"), "config": str(config)}
+
+    def with_secrets(password, private_key, preshared, rack):
+        def change(document):
+            document["machine"]["nodeLabels"]["rack"] = rack
+            document["machine"]["registries"] = {"config": {"registry.example.com": {"auth": {
+                "username": "robot", "password": password}}}}
+        documents = yaml.safe_load_all(config_with(gen, "controlplane", change))
+        wireguard = {"apiVersion": "v1alpha1", "kind": "WireguardConfig", "name": "wg0", "privateKey": private_key,
+                     "listenPort": 51820, "peers": [{"publicKey": PEER, "presharedKey": preshared,
+                                                     "endpoint": "192.0.2.1:51820", "allowedIPs": ["10.9.0.0/24"]}]}
+        return yaml.safe_dump_all([*documents, wireguard], sort_keys=False)
+
+    old = ("old-registry-password-1", wireguard_key(), wireguard_key())
+    config.write_text(with_secrets(*old, rack="r1"))
+    assert task("talos_apply", apply)["maintenance"]
+    new = ("new-registry-password-2", wireguard_key(), wireguard_key())
+    config.write_text(with_secrets(*new, rack="r2"))
+
+    checked = task("talos_apply", apply, "--check", "--diff")
+    shown = checked["config_diff"]
+    assert checked["changed"] and "-        rack: r1\n+        rack: r2" in shown, shown
+    assert "-                    password: (hidden " in shown and "+                    password: (hidden " in shown
+    assert "+privateKey: (hidden " in shown and "+      presharedKey: (hidden " in shown
+    assert "      endpoint: 192.0.2.1:51820" in shown and "robot" not in shown
+    verbose = task.run("talos_apply", apply, "--check", "--diff", "-vvv")
+    assert verbose.returncode == 0 and '"config_diff": ' in verbose.stdout, verbose.stdout[-3000:]
+    everything = shown + str(checked) + verbose.stdout + verbose.stderr
+    for value in (*old, *new, bundle["trustdinfo"]["token"], bundle["secrets"]["bootstraptoken"],
+                  bundle["certs"]["os"]["key"], bundle["certs"]["k8s"]["key"]):
+        assert value not in everything, "a hidden value reached the output"
+
+
+# A WireGuard peer's public key (public: shown).
+PEER = "8ll5ELCTHvMvLzRT3B8HqwZ9rwzfFc0DRhF5ow7X1jE="
+
+
+def test_client_configs_are_forced_back_to_0600_and_another_ca_is_replaced(talosctl, make_twin, bundle,  # noqa: F811
+                                                                           tmp_path):
+    node = "127.93.2.2"
+    make_twin({"cp1": node})
+    task = Runner(tmp_path, talosctl)
+    state = tmp_path / "state"
+    talosconfig, kubeconfig = state / "talosconfig", state / "kubeconfig"
+    made = {"cluster_name": "lab", "secrets": bundle, "endpoints": [node], "nodes": [node], "dest": str(talosconfig)}
+    assert task("talos_talosconfig", made)["changed"]
+    written = talosconfig.read_bytes()
+    talosconfig.chmod(0o644)
+    checked = task("talos_talosconfig", made, "--check")
+    assert checked["changed"] and checked["reasons"] == ["mode 0644, not 0600"]
+    assert stat.S_IMODE(talosconfig.stat().st_mode) == 0o644, "check mode changes nothing"
+    fixed = task("talos_talosconfig", made)
+    assert fixed["changed"] and not fixed["renewed"] and stat.S_IMODE(talosconfig.stat().st_mode) == 0o600
+    assert talosconfig.read_bytes() == written and not task("talos_talosconfig", made)["changed"]
+
+    config = tmp_path / "cp1.yaml"
+    config.write_text((tmp_path / "gen" / "controlplane.yaml").read_text())
+    assert task("talos_apply", {"node": node, "talosconfig": str(talosconfig), "config": str(config)})["maintenance"]
+    fetch = {"node": node, "talosconfig": str(talosconfig), "server": SERVER, "ca": bundle["certs"]["k8s"]["crt"],
+             "dest": str(kubeconfig)}
+    assert task("talos_kubeconfig", fetch)["changed"]
+    kubeconfig.chmod(0o640)
+    loose = task("talos_kubeconfig", fetch)
+    assert loose["changed"] and loose["reasons"] == ["mode 0640, not 0600"] and not loose["renewed"]
+    assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600 and not task("talos_kubeconfig", fetch)["changed"]
+
+    # a kubeconfig that trusts another CA than the cluster's (the bundle's) is fetched again
+    document = yaml.safe_load(kubeconfig.read_text())
+    document["clusters"][0]["cluster"]["certificate-authority-data"] = bundle["certs"]["os"]["crt"]
+    kubeconfig.write_text(yaml.safe_dump(document))
+    kubeconfig.chmod(0o600)
+    replaced = task("talos_kubeconfig", fetch)
+    assert replaced["changed"] and replaced["reasons"] == ["CA differs"] and replaced["renewed"]
+    trusted = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["certificate-authority-data"]
+    assert trusted == bundle["certs"]["k8s"]["crt"]
+
+
+@pytest.fixture
+def silent_node():
+    """A Talos API address that accepts connections and never answers (the kernel completes the handshake
+    for the backlog; nobody reads), as a hung node or a black-holing proxy does."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.93.8.1", 50000))
+    listener.listen(64)
+    yield "127.93.8.1"
+    listener.close()
+
+
+def test_a_node_that_never_answers_fails_by_name_within_the_timeout(talosctl, silent_node, tmp_path,  # noqa: F811
+                                                                     bundle):
+    task = Runner(tmp_path, talosctl)
+    config = tmp_path / "cp.yaml"
+    config.write_text((tmp_path / "gen" / "controlplane.yaml").read_text())
+    talosconfig = str(tmp_path / "gen" / "talosconfig")
+    hung = task("talos_apply", {"node": silent_node, "talosconfig": talosconfig, "config": str(config),
+                                "talosctl_timeout": 3}, fails=True)
+    assert hung["msg"] == ("talosctl version --insecure on %s gave no answer within 3 s (talosctl_timeout): is the "
+                           "node up and its Talos API (port 50000) answering?" % silent_node)
+    fetch = task("talos_kubeconfig", {"node": silent_node, "talosconfig": talosconfig, "server": SERVER,
+                                      "dest": str(tmp_path / "kubeconfig"), "talosctl_timeout": 3}, fails=True)
+    assert fetch["msg"].startswith("talosctl kubeconfig from %s gave no answer within 3 s" % silent_node)
+    assert not (tmp_path / "kubeconfig").exists()

@@ -49,24 +49,24 @@ def secrets(tmp_path_factory):
     return yaml.safe_load(out.read_text())
 
 
-def run(tmp_path, secrets, patches, *flags, machine_type="controlplane"):
+def run(tmp_path, secrets, patches, *flags, machine_type="controlplane", secret_patches=(), json_output=True):
     task = {"name": "config", "turnkey.cluster.talos_machine_config": {
         "cluster_name": "lab", "endpoint": "https://10.2.3.1:6443", "machine_type": machine_type,
         "secrets": secrets, "patches": patches, "kubernetes_version": "1.36.3", "talos_version": VERSION,
         "install_image": INSTALLER, "dest": str(tmp_path / "state" / "talos" / "cp1.yaml"),
-        "talosctl_path": talosctl()}}
+        "talosctl_path": talosctl(), **({"secret_patches": list(secret_patches)} if secret_patches else {})}}
     playbook = tmp_path / "play.yml"
     playbook.write_text(yaml.safe_dump([{"name": "t", "hosts": "localhost", "gather_facts": False,
                                          "tasks": [task]}], sort_keys=False))
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
-    result = run_playbook("-i", str(inventory), *flags, playbook=str(playbook), json_output=True, timeout=120)
+    result = run_playbook("-i", str(inventory), *flags, playbook=str(playbook), json_output=json_output, timeout=120)
     # No private key or token of the bundle is ever printed, in a diff or an error.
     for value in (secrets["certs"]["os"]["key"], secrets["certs"]["k8s"]["key"], secrets["trustdinfo"]["token"],
-                  secrets["secrets"]["bootstraptoken"]):
+                  secrets["secrets"]["bootstraptoken"], secrets["secrets"]["secretboxencryptionsecret"]):
         assert value not in result.stdout + result.stderr
-    return result.returncode, task_results(result.stdout)[0][2], result.stdout
+    return result.returncode, task_results(result.stdout)[0][2] if json_output else None, result.stdout
 
 
 def test_check_apply_rerun_and_diff(tmp_path, secrets):
@@ -101,7 +101,36 @@ def test_check_apply_rerun_and_diff(tmp_path, secrets):
     assert dest.read_bytes() == before
     diff = diffed["diff"]
     assert "10.2.0.53" in diff["before"] and "10.2.0.54" in diff["after"]
-    assert "(secret sha256:" in diff["after"]
+    assert "  token: (hidden " in diff["after"] and "clusterName: lab" in diff["after"]
+
+
+# Credentials that reach a node's config through secret_patches: registry auth (the v1alpha1 way and the
+# Talos 1.13 document) and a WireGuard link's keys.
+REGISTRY_PASSWORD, IDENTITY_TOKEN = "registry-password-hunter2", "identity-token-0123456789"
+WG_PRIVATE = "cGFzc3dvcmRwYXNzd29yZHBhc3N3b3JkcGFzc3dvcmQ="
+WG_PRESHARED = "c2hhcmVkc2VjcmV0c2hhcmVkc2VjcmV0c2hhcmVkc2U="
+SECRET_PATCHES = [
+    {"machine": {"registries": {"config": {"registry.example.com": {"auth": {"username": "robot",
+                                                                              "password": REGISTRY_PASSWORD}}}}}},
+    {"apiVersion": "v1alpha1", "kind": "RegistryAuthConfig", "name": "ghcr.io", "identityToken": IDENTITY_TOKEN},
+    {"apiVersion": "v1alpha1", "kind": "WireguardConfig", "name": "wg0", "privateKey": WG_PRIVATE,
+     "listenPort": 51820, "peers": [{"publicKey": "8ll5ELCTHvMvLzRT3B8HqwZ9rwzfFc0DRhF5ow7X1jE=",
+                                     "presharedKey": WG_PRESHARED, "allowedIPs": ["10.9.0.0/24"]}]},
+]
+
+
+def test_credentials_in_secret_patches_never_reach_the_output(tmp_path, secrets):
+    dest = tmp_path / "state" / "talos" / "cp1.yaml"
+    code, _result, out = run(tmp_path, secrets, PATCHES)
+    assert code == 0, out
+    changed = [dict(PATCHES[0], machine={**PATCHES[0]["machine"], "nodeLabels": {"rack": "r2"}}), *PATCHES[1:]]
+    code, _result, out = run(tmp_path, secrets, changed, "--diff", "-vvv", secret_patches=SECRET_PATCHES,
+                             json_output=False)
+    assert code == 0 and "+    rack: r2" in out and "password: (hidden " in out, out[-4000:]
+    assert "privateKey: (hidden " in out and "presharedKey: (hidden " in out
+    for value in (REGISTRY_PASSWORD, IDENTITY_TOKEN, WG_PRIVATE, WG_PRESHARED):
+        assert value not in out, "a credential reached the output at -vvv"
+        assert value in dest.read_text()  # ...and the node's config has it
 
 
 def test_talosctl_errors_are_reported(tmp_path, secrets):
