@@ -59,8 +59,8 @@ options:
     description:
       - The image the system disk must come from, as the volume C(local:import/talos-....qcow2) (the file name
         carries the schematic and the Talos version). Defaults to O(import_from).
-      - A VM created from an image records it in its description (a line C(turnkey.cluster image: <volume>));
-        linked clones inherit that line from their template.
+      - A VM created from an image records it in its description, on a line that starts with
+        C(turnkey.cluster image) followed by the volume; linked clones inherit that line from their template.
       - A template (existing, or converted with O(state=template)) holding another image, or none recorded,
         is refused and left as it is; with O(clone_from), a template holding another image is refused before
         anything is cloned. Existing VMs that are not templates are not checked (they are not re-imaged).
