@@ -158,6 +158,11 @@ func desired(n *node, ready bool) (name string, metadata, spec, status map[strin
 
 	metadata = map[string]any{"name": name, "labels": labels}
 	spec = map[string]any{"taints": taints}
+
+	// a kubelet registers its Node with the provider ID of its KubeletConfiguration (Talos: extraConfig)
+	if id, ok := cfg.Machine().Kubelet().ExtraConfig()["providerID"].(string); ok && id != "" {
+		spec["providerID"] = id
+	}
 	status = map[string]any{
 		"conditions": []any{condition},
 		"addresses": []any{
@@ -224,11 +229,26 @@ func (r *nodeRegistry) send(api *kubeAPI, name string, metadata, spec, status ma
 			return err
 		}
 	} else if _, err = api.do(http.MethodPatch, path, "application/merge-patch+json",
-		map[string]any{"metadata": map[string]any{"labels": metadata["labels"]}, "spec": spec}, nil); err != nil {
+		map[string]any{"metadata": map[string]any{"labels": metadata["labels"]}, "spec": withoutProviderID(spec)},
+		nil); err != nil {
 		return err
 	}
 
 	_, err = api.do(http.MethodPatch, path+"/status", "application/merge-patch+json", map[string]any{"status": status}, nil)
 
 	return err
+}
+
+// withoutProviderID is a Node spec update as a kubelet sends it: the provider ID is set once, at registration
+// (the API server refuses to change it afterwards).
+func withoutProviderID(spec map[string]any) map[string]any {
+	update := map[string]any{}
+
+	for k, v := range spec {
+		if k != "providerID" {
+			update[k] = v
+		}
+	}
+
+	return update
 }

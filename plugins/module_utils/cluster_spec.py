@@ -33,6 +33,8 @@ FLUX_KUBERNETES = {
 }
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# A Kubernetes label value (the topology labels a spec setting becomes).
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 GIT_URL = re.compile(r"^(ssh://[^\s]+|https://[^\s]+|git@[^\s:]+:[^\s]+)$")
@@ -317,6 +319,11 @@ def check_providers(errors, spec, nodes):
             elif users:
                 errors.add("proxmox.template_vmid", "VM id %d is the template's and node %s's" % (template, users[0]),
                            "give the template (proxmox.template_vmid, default 9000) an id no node uses")
+        region = proxmox.get("region") if proxmox else None
+        if region is not None and not LABEL_VALUE.match(str(region)):
+            errors.add("proxmox.region", "%r is not a Kubernetes label value (it becomes topology.kubernetes.io/region "
+                       "and part of the provider ID proxmox://<region>/<vmid>)" % (region,),
+                       "use up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
     if "hetzner" in providers:
         hetzner = spec.get("hetzner") or {}
         if not hetzner:

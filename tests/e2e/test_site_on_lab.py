@@ -151,8 +151,15 @@ class TestSiteOnTheLab:
         nodes = {n["metadata"]["name"]: n for n in kubectl_json(kubeconfig, "get", "nodes")["items"]}
         assert sorted(nodes) == sorted(ALL_NODES)
         assert all(ready(node) for node in nodes.values()), {n: ready(node) for n, node in nodes.items()}
-        assert nodes["worker1"]["metadata"]["labels"]["topology.kubernetes.io/zone"] == "proxmox-pve"
-        assert nodes["hcloud-worker1"]["metadata"]["labels"]["topology.kubernetes.io/zone"] == "hetzner-fsn1"
+        # topology as the Proxmox CCM and CSI plugin expect it: region (the cluster name by default), zone = the
+        # PVE node, provider ID proxmox://<region>/<VM id>; the Hetzner worker: the hcloud CCM's region (its
+        # location) and no provider ID of ours (the hcloud CCM sets hcloud://<server id>)
+        for host, vmid in PROXMOX_NODES.items():
+            labels = nodes[host]["metadata"]["labels"]
+            assert (labels["topology.kubernetes.io/region"], labels["topology.kubernetes.io/zone"]) == ("lab", "pve")
+            assert nodes[host]["spec"].get("providerID") == "proxmox://lab/%d" % vmid, nodes[host]["spec"]
+        assert nodes["hcloud-worker1"]["metadata"]["labels"]["topology.kubernetes.io/region"] == "fsn1"
+        assert "providerID" not in nodes["hcloud-worker1"]["spec"]
         assert {"type": "InternalIP", "address": "127.2.2.1"} in nodes["worker1"]["status"]["addresses"]
         assert "node-role.kubernetes.io/control-plane" in nodes["cp1"]["metadata"]["labels"]
         cilium = kubectl_json(kubeconfig, "-n", "kube-system", "get", "daemonset", "cilium")

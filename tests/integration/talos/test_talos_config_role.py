@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 import stat
 
+import jsonschema
 import yaml
 
 from tests.integration.talos.test_talos_machine_config import SCHEMA, talosctl
 from tests.playbook_runner import TEST_VAULT_PASSWORD, copy_inventory, lab_env, recap, run_playbook
+from tests.schemas import official_schema
 from tests.store_access import open_store
 
 NODES = {"cp1", "cp2", "cp3", "worker1", "worker2", "worker3", "hcloud-worker1"}
 PROXMOX = NODES - {"hcloud-worker1"}
+VMIDS = {"cp1": 1500, "cp2": 1501, "cp3": 1502, "worker1": 2000, "worker2": 2001, "worker3": 2002}
 
 
 def write_playbooks(tmp_path):
@@ -42,7 +45,7 @@ def test_configs_for_every_node_then_only_the_touched_nodes_change(tmp_path):
     folder = tmp_path / "state" / "talos"
     assert {path.stem for path in folder.glob("*.yaml")} == NODES
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    schema = json.loads(SCHEMA.read_text()) if SCHEMA.exists() else None
+    schema = json.loads(official_schema(SCHEMA).read_text())
     for node in NODES:
         path = folder / (node + ".yaml")
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -58,11 +61,20 @@ def test_configs_for_every_node_then_only_the_touched_nodes_change(tmp_path):
         assert kinds["KubeSpanConfig"]["enabled"] is True and main["cluster"]["discovery"]["enabled"] is True
         assert ("LinkConfig" in kinds) == (node in PROXMOX)  # Hetzner nodes take their network from metadata
         assert ("Layer2VIPConfig" in kinds) == (node in {"cp1", "cp2", "cp3"})
-        if schema is not None:
-            import jsonschema  # noqa: PLC0415 - only with the schema beside the project
-            main.pop("persist", None)  # written by talosctl, absent from the published schema
-            for document in documents:
-                jsonschema.Draft202012Validator(schema).validate(document)
+        # topology as the Proxmox CCM and CSI plugin expect it: region (default: the cluster name), zone = the
+        # PVE node, provider ID proxmox://<region>/<VM id>; a Hetzner node: the hcloud CCM's region (its
+        # location), no zone and no provider ID of ours (the hcloud CCM sets hcloud://<server id>)
+        labels, kubelet = main["machine"]["nodeLabels"], main["machine"]["kubelet"]
+        if node in PROXMOX:
+            assert labels["topology.kubernetes.io/region"] == "lab"
+            assert labels["topology.kubernetes.io/zone"] == "pve"
+            assert kubelet["extraConfig"] == {"providerID": "proxmox://lab/%d" % VMIDS[node]}
+        else:
+            assert labels["topology.kubernetes.io/region"] == "fsn1"
+            assert "topology.kubernetes.io/zone" not in labels and "extraConfig" not in kubelet
+        main.pop("persist", None)  # written by talosctl, absent from the published schema
+        for document in documents:
+            jsonschema.Draft202012Validator(schema).validate(document)
 
     rerun = run_playbook("-i", str(inventory), playbook=str(configs), env=env)
     assert rerun.returncode == 0 and all(c["changed"] == 0 for c in recap(rerun.stdout).values())
@@ -70,12 +82,14 @@ def test_configs_for_every_node_then_only_the_touched_nodes_change(tmp_path):
     spec_file = inventory / "group_vars" / "all" / "cluster.yml"
     spec = yaml.safe_load(spec_file.read_text())
     spec["cluster_network"]["dns_servers"] = ["127.2.0.54"]
+    spec["proxmox"]["region"] = "home"
     spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     before = {node: (folder / (node + ".yaml")).read_bytes() for node in NODES}
     check = run_playbook("-i", str(inventory), "--check", "--diff", playbook=str(configs), env=env)
     assert check.returncode == 0
     assert {host for host, counts in recap(check.stdout).items() if counts["changed"]} == PROXMOX
     assert "-- address: 127.2.0.53\n+- address: 127.2.0.54" in check.stdout
+    assert '-      providerID: proxmox://lab/2000\n+      providerID: proxmox://home/2000' in check.stdout
     stored = open_store(inventory / "secrets", TEST_VAULT_PASSWORD).read("talos_secrets")
     bundle = yaml.safe_load(stored["data"]["bundle"])
     for secret in (bundle["certs"]["os"]["key"], bundle["certs"]["k8s"]["key"], bundle["secrets"]["bootstraptoken"]):
