@@ -439,9 +439,59 @@ def check_credentials(errors, spec, layer, environ, providers=()):
                    "the store cannot be read without it")
 
 
+# The ports a Hetzner firewall opens to a list of networks of the spec (docs/hybrid.md); the last two
+# follow admin_cidrs unless set.
+CLOUD_PORTS = (("admin_cidrs", "the Talos API (50000/tcp)"),
+               ("kubernetes_api_cidrs", "the Kubernetes API (6443/tcp)"),
+               ("trustd_cidrs", "trustd (50001/tcp)"))
+# Broader than any one organisation's networks: a regional registry gets an IPv4 /8 or an IPv6 /12.
+WORLD_PREFIX = {4: 8, 6: 12}
+
+
+def _world_open(networks):
+    """The networks of a list that open a port to (a large part of) the whole internet."""
+    return [str(net) for net in networks if net.prefixlen < WORLD_PREFIX[net.version]]
+
+
+def _cidr_list(errors, hybrid, key):
+    """The networks of hybrid.<key>, each one checked; None when the key is not set."""
+    cidrs = hybrid.get(key)
+    if cidrs is None:
+        return None
+    if not cidrs:
+        errors.add("hybrid." + key, "the list is empty, so nobody could reach %s of a cloud node"
+                   % dict(CLOUD_PORTS)[key], "list the networks that need it, like 203.0.113.7/32")
+    networks = []
+    for index, cidr in enumerate(cidrs):
+        try:
+            networks.append(ipaddress.ip_network(str(cidr), strict=True))
+        except ValueError:
+            errors.add("hybrid.%s[%d]" % (key, index), "%r is not a network in CIDR form" % (cidr,),
+                       "write it like 203.0.113.0/24 or 2001:db8::/48")
+    return networks
+
+
+def check_cloud_exposure(errors, hybrid, providers):
+    """With Hetzner nodes the firewalls open 50000, 6443 and 50001 to these lists on public addresses: never
+    to the whole internet unless the operator says so (hybrid.allow_world_open)."""
+    lists = {key: _cidr_list(errors, hybrid, key) for key, _what in CLOUD_PORTS}
+    if "hetzner" not in providers or hybrid.get("allow_world_open"):
+        return
+    fix = ("list only the networks that need it (your public address, like 203.0.113.7/32), or set "
+           "hybrid.allow_world_open: true to accept it")
+    if lists["admin_cidrs"] is None:
+        errors.add("hybrid.admin_cidrs", "not set, so %s of the Hetzner nodes would be open to the whole "
+                   "internet (and 6443 and 50001 on control planes, which follow it)" % CLOUD_PORTS[0][1], fix)
+    for key, what in CLOUD_PORTS:
+        world = _world_open(lists[key] or [])
+        if world:
+            errors.add("hybrid." + key, "%s open%s %s of the Hetzner nodes to the whole internet"
+                       % (" and ".join(world), "s" if len(world) == 1 else "", what), fix)
+
+
 def check_hybrid(errors, spec, nodes):
     """Nodes at home and on Hetzner form one cluster only through KubeSpan, whose peers find each other
-    through the discovery service (docs/hybrid.md)."""
+    through the discovery service; the cloud nodes' ports are not open to the world (docs/hybrid.md)."""
     hybrid = spec.get("hybrid") or {}
     providers = {p for node in nodes for p in node.get("providers") or []}
     if {"proxmox", "hetzner"} <= providers and not hybrid.get("kubespan"):
@@ -451,16 +501,7 @@ def check_hybrid(errors, spec, nodes):
     if hybrid.get("kubespan") and not hybrid.get("discovery"):
         errors.add("hybrid.discovery", "KubeSpan is on but cluster discovery is off; KubeSpan peers find each other "
                    "through discovery", "set hybrid.discovery: true")
-    cidrs = hybrid.get("admin_cidrs")
-    if cidrs is not None and not cidrs:
-        errors.add("hybrid.admin_cidrs", "the list is empty, so nobody could reach the Talos API of a cloud node",
-                   "list the admin networks, or 0.0.0.0/0 and ::/0 (mutual TLS still protects it)")
-    for index, cidr in enumerate(cidrs or []):
-        try:
-            ipaddress.ip_network(str(cidr), strict=True)
-        except ValueError:
-            errors.add("hybrid.admin_cidrs[%d]" % index, "%r is not a network in CIDR form" % (cidr,),
-                       "write it like 203.0.113.0/24 or 2001:db8::/48")
+    check_cloud_exposure(errors, hybrid, providers)
 
 
 def validate(spec, nodes, layer, environ=None):
