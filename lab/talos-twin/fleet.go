@@ -22,6 +22,8 @@ import (
 type nodeSpec struct {
 	Name string `json:"name"`
 	IP   string `json:"ip"`
+	// UserData is a file with the machine's user data (a cloud server's): read at boot, see bootUserData
+	UserData string `json:"user_data,omitempty"`
 }
 
 // fleet holds every node and its listener; one process, so nodes can answer for each other the way
@@ -151,6 +153,10 @@ func (f *fleet) sync(path string) error {
 		}
 
 		n, err := loadNode(f.stateDir, s.Name, ip, &f.issuers)
+		if err == nil {
+			err = n.bootUserData(s.UserData)
+		}
+
 		if err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", s.Name, err))
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,6 +27,7 @@ from hcloud.networks import NetworkSubnet
 from hcloud.server_types import ServerType
 
 from tests.schemas import official_schema
+from tests.tools import built_tools
 
 from .conftest import wait_for
 
@@ -415,3 +418,83 @@ def test_spec_quirks_are_handled():
     assert validate.body(document, "POST", "/servers", {}, True) == {
         "name": ["is required"], "server_type": ["is required"], "image": ["is required"]}
     assert spec.find({"TURNKEY_SCHEMAS_DIR": "/nonexistent"}) is None
+
+
+# -- a Talos server with its machine config as user data (the Hetzner twin and the Talos node twin) -----
+TALOS_NET = "127.89"
+BUILD_TALOS_TWIN = Path(__file__).resolve().parents[2] / "lab" / "talos-twin" / "build.sh"
+TOOLS_BUILD = Path(__file__).resolve().parents[2] / "tools" / "build"
+
+
+def _talosctl(*args: str) -> subprocess.CompletedProcess:
+    path = subprocess.run([str(TOOLS_BUILD), "--print-path", "talosctl"], capture_output=True, text=True,
+                          timeout=60, check=False).stdout.strip()
+    assert path, "talosctl is not built: run `make tools` first"
+    return subprocess.run([path, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def _listening(ip: str) -> bool:
+    try:
+        with socket.create_connection((ip, 50000), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_talos_server_with_its_config_as_user_data_boots_configured(make_lab, tmp_path, monkeypatch):
+    """As Talos on Hetzner: a server whose user data is a machine config boots configured with it (its Talos
+    API answers only the config's client certificate, never `--insecure`); one without user data boots into
+    maintenance mode; user data that is not a machine config does not come up."""
+    built = subprocess.run([str(BUILD_TALOS_TWIN)], capture_output=True, text=True, timeout=1200, check=False)
+    assert built.returncode == 0, built.stderr
+    gen = tmp_path / "gen"
+    made = _talosctl("gen", "config", "lab", "https://127.89.3.100:6443", "-o", str(gen), "--with-docs=false",
+                     "--with-examples=false")
+    assert made.returncode == 0, made.stderr
+    lab = make_lab(TALOS_NET)
+    lab.run("up", "--profile", "fast", "--components", "hetzner,talos",
+            extra_env=built_tools("TURNKEY_ETCD", "TURNKEY_KUBE_APISERVER"))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(lab.root / "pki" / "ca.pem"))
+    client = Client(token=lab.json("credentials.json")["hetzner"]["token"], api_endpoint=f"https://{TALOS_NET}.0.4:8443/v1",
+                    poll_interval=0.05)
+    network = client.networks.create(name="lab", ip_range="127.89.0.0/16", subnets=[
+        NetworkSubnet(type="cloud", ip_range="127.89.3.0/24", network_zone="eu-central")])
+    builder = client.servers.create(name="builder", server_type=ServerType(name="cx22"), image=Image(name="debian-12"))
+    builder.action.wait_until_finished()
+    snap = client.servers.get_by_id(builder.server.id).create_image(labels={"os": "talos"})
+    snap.action.wait_until_finished()
+    config = (gen / "controlplane.yaml").read_text()
+    servers = {}
+    for name, user_data in (("configured", config), ("maintenance", None), ("broken", "#cloud-config\n")):
+        created = client.servers.create(name=name, server_type=ServerType(name="cx22"), image=snap.image,
+                                        networks=[network], user_data=user_data)
+        created.action.wait_until_finished()
+        for action in created.next_actions:
+            action.wait_until_finished()
+        servers[name] = client.servers.get_by_id(created.server.id).private_net[0].ip
+    assert len(set(servers.values())) == 3 and all(ip.startswith("127.89.3.") for ip in servers.values())
+
+    # the hook hands each server's user data to the node twin in a file of its own, 0600
+    nodes = {n["name"]: n for n in json.loads((lab.root / "components/hetzner/talos-nodes.json").read_text())["nodes"]}
+    user_data = Path(nodes["configured"]["user_data_file"])
+    assert user_data.read_text() == config and user_data.stat().st_mode & 0o777 == 0o600
+    assert nodes["maintenance"]["user_data_file"] is None
+
+    wait_for(lambda: _listening(servers["configured"]) and _listening(servers["maintenance"]), timeout=60)
+    insecure = _talosctl("version", "--insecure", "-n", servers["configured"], "-e", servers["configured"])
+    assert insecure.returncode != 0, insecure.stdout  # no maintenance mode: nothing for a client without a certificate
+    with_certificate = _talosctl("--talosconfig", str(gen / "talosconfig"), "version", "-n", servers["configured"],
+                                 "-e", servers["configured"])
+    assert with_certificate.returncode == 0, with_certificate.stderr
+    maintenance = _talosctl("version", "--insecure", "-n", servers["maintenance"], "-e", servers["maintenance"])
+    assert maintenance.returncode == 0, maintenance.stderr
+    # not a machine config: real Talos fails to load it and opens no maintenance mode either
+    assert not _listening(servers["broken"])
+    log = (lab.root / "logs" / "talos.log").read_text()
+    assert "node configured: configured from its user data at boot" in log
+    assert "broken: user data is not a machine config" in log
+
+    # a deleted server's user data goes with it
+    client.servers.delete(client.servers.get_by_name("configured")).wait_until_finished()
+    wait_for(lambda: not user_data.exists(), timeout=10)
+    lab.run("down")

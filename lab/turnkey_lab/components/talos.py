@@ -98,7 +98,9 @@ class TalosNodes(Component):
 
     def hetzner_nodes(self) -> list[dict]:
         document = read_json(HetznerTwin(self.lab, self.profile).data_dir / HETZNER_TALOS_FILE, {}) or {}
-        return [{"name": server["name"], "ip": server["private_ips"][0]["ip"], "instance": "hcloud:%s" % server["id"]}
+        # user_data: the file with the server's user data; the node twin boots configured from it
+        return [{"name": server["name"], "ip": server["private_ips"][0]["ip"], "instance": "hcloud:%s" % server["id"],
+                 **({"user_data": server["user_data_file"]} if server.get("user_data_file") else {})}
                 for server in document.get("nodes", [])
                 if server.get("status") == "running" and server.get("private_ips")]
 
@@ -155,7 +157,7 @@ class TalosNodes(Component):
         if wiped and not known:
             self._cluster_stale = True
         write_json(self.instances_file, known, mode=0o600)
-        listing = [{"name": n["name"], "ip": n["ip"]} for n in served]
+        listing = [{key: n[key] for key in ("name", "ip", "user_data") if key in n} for n in served]
         if listing != read_json(self.nodes_file, []):
             write_json(self.nodes_file, listing, mode=0o600)
 

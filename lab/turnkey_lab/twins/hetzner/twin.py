@@ -134,6 +134,9 @@ class HetznerTwin(Twin):
             changed = actions.advance(data, self.effects)
             try:
                 response = handler(Call(self, request, data, body if isinstance(body, dict) else {}))
+                if self.faults.take("answer_lost", f"{method} {request.path}"):
+                    # done (saved below), but the client only learns that a gateway timed out
+                    raise errors.api_error("timeout", "the gateway timed out waiting for the answer (lab)")
                 if request.context.get("link"):
                     response.headers["Link"] = request.context["link"]
                 return response
