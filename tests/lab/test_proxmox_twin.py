@@ -308,6 +308,24 @@ def http_5xx_burst_then_recovery_and_failing_task(lab):
     assert "local:import/broken.qcow2" not in {c["volid"] for c in api.nodes("pve").storage("local").content.get()}
 
 
+def lost_answer_after_a_clone_and_a_second_agent_address(lab):
+    """Ambiguous errors (the clone happened, its answer is lost) and a DHCP lease beside the static address."""
+    api = pve(lab)
+    add_fault(lab, kind="http_5xx_after", status=504, match=f"/qemu/{TEMPLATE}/clone")
+    lost = call(lab, "POST", f"/nodes/pve/qemu/{TEMPLATE}/clone", headers=token_header(lab),
+                data={"newid": 150, "name": "lost-answer", "full": 0})
+    assert lost.status_code == 504, lost.reason
+    cloned = wait_for(lambda: [vm for vm in api.nodes("pve").qemu.get() if vm["vmid"] == 150 and "lock" not in vm],
+                      30, 0.05)
+    assert cloned[0]["name"] == "lost-answer"  # it happened all the same
+    add_fault(lab, kind="agent_extra_address", match="101", address="192.168.1.77", count=0)
+    twice = [api.nodes("pve").qemu(101).agent("network-get-interfaces").get()["result"][1] for _ in range(2)]
+    clear_faults(lab)
+    assert all([a["ip-address"] for a in eth0["ip-addresses"]] == ["127.2.1.1", "192.168.1.77"] for eth0 in twice)
+    eth0 = api.nodes("pve").qemu(101).agent("network-get-interfaces").get()["result"][1]
+    assert [a["ip-address"] for a in eth0["ip-addresses"]] == ["127.2.1.1"]
+
+
 def state_survives_lab_down_and_up(lab):
     before = {vm["vmid"]: vm["status"] for vm in pve(lab).nodes("pve").qemu.get()}
     lab.run("down")
@@ -406,6 +424,9 @@ class TestProxmoxTwin:
 
     def test_http_5xx_burst_then_recovery_and_failing_task(self, lab):
         http_5xx_burst_then_recovery_and_failing_task(lab)
+
+    def test_lost_answer_after_a_clone_and_a_second_agent_address(self, lab):
+        lost_answer_after_a_clone_and_a_second_agent_address(lab)
 
     def test_state_survives_lab_down_and_up(self, lab):
         state_survives_lab_down_and_up(lab)
