@@ -6,6 +6,7 @@ values helm stored, the Secret, and that reruns and --check --diff change nothin
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
 import time
@@ -18,6 +19,23 @@ from tests.playbook_runner import REPO, TEST_VAULT_PASSWORD, copy_inventory, lab
 from tests.store_access import open_store
 
 SCHEMA = REPO.parent / "shared" / "schemas" / "cilium" / "cilium-1.20.0-values.schema.json"
+
+
+def sealed_key_secrets(found, kubeconfig):
+    """The Secrets the sealed-secrets controller takes as its keys (label active), by name."""
+    listed = kubectl(found, kubeconfig, "get", "secret", "-n", "kube-system", "-l",
+                     "sealedsecrets.bitnami.com/sealed-secrets-key=active")
+    return {secret["metadata"]["name"]: secret for secret in listed["items"]}
+
+
+def key_id(certificate_pem):
+    """SHA-256 of the certificate's public key (DER), computed here independently of the collection."""
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+    public = x509.load_pem_x509_certificate(certificate_pem.encode()).public_key()
+    return hashlib.sha256(public.public_bytes(serialization.Encoding.DER,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
 
 
 def helm_values(found, kubeconfig):
@@ -60,10 +78,10 @@ def test_cilium_and_the_sealed_secrets_key(tmp_path, control_plane):
     dry = run_playbook("-i", str(inventory), "--check", "--diff", playbook=str(roles), env=env)
     assert dry.returncode == 0, dry.stdout[-5000:]
     assert recap(dry.stdout)["localhost"]["changed"] == 2, dry.stdout[-3000:]
-    for kind, name in (("daemonset", "cilium"), ("secret", "sealed-secrets-key-turnkey")):
-        absent = subprocess.run([found["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), "get", kind, name, "-n",
-                                 "kube-system"], capture_output=True, text=True, check=False)
-        assert absent.returncode != 0 and "NotFound" in absent.stderr, (kind, absent.stdout)
+    absent = subprocess.run([found["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), "get", "daemonset", "cilium",
+                             "-n", "kube-system"], capture_output=True, text=True, check=False)
+    assert absent.returncode != 0 and "NotFound" in absent.stderr, absent.stdout
+    assert sealed_key_secrets(found, kubeconfig) == {}
 
     started = time.monotonic()
     first = run_playbook("-i", str(inventory), playbook=str(roles), env=env)
@@ -90,10 +108,12 @@ def test_cilium_and_the_sealed_secrets_key(tmp_path, control_plane):
     config = kubectl(found, kubeconfig, "get", "configmap", "cilium-config", "-n", "kube-system")["data"]
     assert config["kube-proxy-replacement"] == "true" and config["ipam"] == "kubernetes"
 
-    secret = kubectl(found, kubeconfig, "get", "secret", "sealed-secrets-key-turnkey", "-n", "kube-system")
+    stored = open_store(inventory / "secrets", TEST_VAULT_PASSWORD).read("sealed_secrets")["data"]
+    secrets = sealed_key_secrets(found, kubeconfig)
+    assert list(secrets) == ["sealed-secrets-key-turnkey-" + key_id(stored["certificate"])[:16]]
+    secret = next(iter(secrets.values()))
     assert secret["type"] == "kubernetes.io/tls"
     assert secret["metadata"]["labels"]["sealedsecrets.bitnami.com/sealed-secrets-key"] == "active"
-    stored = open_store(inventory / "secrets", TEST_VAULT_PASSWORD).read("sealed_secrets")["data"]
     assert base64.b64decode(secret["data"]["tls.crt"]).decode() == stored["certificate"]
     assert base64.b64decode(secret["data"]["tls.key"]).decode() == stored["private_key"]
     key_lines = [line for line in stored["private_key"].splitlines() if "-----" not in line]
