@@ -33,6 +33,7 @@ type controlPlane struct {
 	api       *kubeAPI
 	info      *clusterInfo
 	nodes     nodeRegistry
+	forwards  apiForwards
 }
 
 // clusterInfo is what the control plane is made from: the bootstrap node's config.
@@ -47,7 +48,17 @@ type clusterInfo struct {
 // member is a control plane that runs (or will run) an etcd member.
 type member struct {
 	name, ip string
+	// bootstrapped: talosctl bootstrap ran on it, so without etcd data it founds a new etcd cluster
+	bootstrapped bool
+	// configured: when its config was applied (a fresh control plane waits joinDelay before it joins)
+	configured time.Time
 }
+
+// joinDelay is how long a configured, not bootstrapped control plane waits before it joins the running
+// etcd cluster. Talos' etcd service waits for discovery to show the cluster's members ("etcd is waiting to
+// join the cluster, if this node is the first node in the cluster, please run `talosctl bootstrap`"); a
+// bootstrap in that window founds a second cluster (split brain), which the twin must show.
+const joinDelay = 10 * time.Second
 
 func (m member) peerURL() string   { return "https://" + net.JoinHostPort(m.ip, "2380") }
 func (m member) clientURL() string { return "https://" + net.JoinHostPort(m.ip, "2379") }
@@ -124,7 +135,7 @@ func (c *controlPlane) run(ctx context.Context) {
 	}
 }
 
-// configured lists the configured nodes and finds the bootstrapped one.
+// configured lists the configured nodes and finds the first bootstrapped one (normally the only one).
 func (c *controlPlane) configured() (cps []member, all []*node, bootstrap *node) {
 	for _, n := range c.fleet.all() {
 		n.mu.Lock()
@@ -132,9 +143,14 @@ func (c *controlPlane) configured() (cps []member, all []*node, bootstrap *node)
 			all = append(all, n)
 
 			if n.active.Machine().Type().IsControlPlane() {
-				cps = append(cps, member{name: hostnameOf(n), ip: n.ip})
+				m := member{name: hostnameOf(n), ip: n.ip, bootstrapped: n.state.Bootstrapped}
+				if len(n.state.Applies) > 0 {
+					m.configured = n.state.Applies[len(n.state.Applies)-1].Time
+				}
 
-				if n.state.Bootstrapped {
+				cps = append(cps, m)
+
+				if n.state.Bootstrapped && bootstrap == nil {
 					bootstrap = n
 				}
 			}
@@ -142,10 +158,8 @@ func (c *controlPlane) configured() (cps []member, all []*node, bootstrap *node)
 		n.mu.Unlock()
 	}
 
-	// the bootstrap node first: it starts the etcd cluster
-	if bootstrap != nil {
-		sort.SliceStable(cps, func(i, j int) bool { return cps[i].ip == bootstrap.ip && cps[j].ip != bootstrap.ip })
-	}
+	// bootstrapped nodes first: they found the etcd cluster (a second one founds a second cluster)
+	sort.SliceStable(cps, func(i, j int) bool { return cps[i].bootstrapped && !cps[j].bootstrapped })
 
 	return cps, all, bootstrap
 }
@@ -164,11 +178,6 @@ func (c *controlPlane) reconcile() error {
 	}
 
 	// the etcd cluster is founded on the bootstrap node; once it runs, it outlives that node's reset
-	founder := ""
-	if bootstrap != nil {
-		founder = bootstrap.ip
-	}
-
 	if c.info == nil {
 		bootstrap.mu.Lock()
 		info, err := infoFrom(bootstrap.active)
@@ -201,11 +210,15 @@ func (c *controlPlane) reconcile() error {
 			continue
 		}
 
-		if err := c.startEtcd(m, founder); err != nil {
+		if c.waitsToJoin(m) {
+			continue
+		}
+
+		if err := c.startEtcd(m); err != nil {
 			return fmt.Errorf("etcd on %s: %w", m.name, err)
 		}
 		// one join per round: the next member is added once this one has started
-		if !exists(filepath.Join(c.dir, "etcd", m.name, "member")) {
+		if !c.hasEtcdData(m.name) {
 			return nil
 		}
 	}
@@ -215,6 +228,8 @@ func (c *controlPlane) reconcile() error {
 			return fmt.Errorf("kube-apiserver: %w", err)
 		}
 	}
+
+	c.forwards.sync(controlPlaneIPs(cps), c.apiBackend())
 
 	if err := c.api.ready(); err != nil {
 		return nil //nolint:nilerr // still starting: the next round looks again
@@ -267,9 +282,25 @@ func (c *controlPlane) etcdClient() (*etcdClient, error) {
 	return newEtcdClient(c.pki("etcd-ca.crt"), c.pki("etcd-client.crt"), c.pki("etcd-client.key"))
 }
 
+// hasEtcdData tells whether the control plane named has etcd data (it founded or joined a cluster): Talos
+// then answers a bootstrap with AlreadyExists. Safe on a nil control plane (no etcd given).
+func (c *controlPlane) hasEtcdData(name string) bool {
+	return c != nil && exists(filepath.Join(c.dir, "etcd", name, "member"))
+}
+
+// waitsToJoin: a fresh control plane that is not bootstrapped joins only joinDelay after its config
+// came, as Talos' etcd waits for discovery; no running member means nothing to join yet either.
+func (c *controlPlane) waitsToJoin(m member) bool {
+	if m.bootstrapped || c.hasEtcdData(m.name) {
+		return false
+	}
+
+	return time.Since(m.configured) < joinDelay || len(c.runningClientURLs()) == 0
+}
+
 // startEtcd starts m's member: from its data when it has some, as the first member of a new cluster on
-// the bootstrap node, else after adding it to the running cluster.
-func (c *controlPlane) startEtcd(m member, founder string) error {
+// a bootstrapped node, else after adding it to the running cluster.
+func (c *controlPlane) startEtcd(m member) error {
 	data := filepath.Join(c.dir, "etcd", m.name)
 	base := c.pki("etcd-" + m.name)
 
@@ -290,7 +321,12 @@ func (c *controlPlane) startEtcd(m member, founder string) error {
 	switch {
 	case exists(filepath.Join(data, "member")):
 		state = "existing" // a restart: etcd reads the cluster from its data, the flags are ignored
-	case m.ip != founder:
+	case m.bootstrapped:
+		// a new cluster of one member; with another cluster running this is a split brain, as on Talos
+		if others := c.runningMembers(); len(others) > 0 {
+			c.recordSplit(m, others)
+		}
+	default:
 		// a control plane joining: member add on a running member, then start with the whole list
 		client, err := c.etcdClient()
 		if err != nil {
@@ -342,6 +378,21 @@ func (c *controlPlane) startEtcd(m member, founder string) error {
 	log.Printf("talos-twin: etcd member %s started on %s (%s cluster)", m.name, m.clientURL(), state)
 
 	return waitFor(10*time.Second, func() error { return checkTCP(net.JoinHostPort(m.ip, "2379")) })
+}
+
+// runningMembers names the control planes whose etcd member runs.
+func (c *controlPlane) runningMembers() []string {
+	var names []string
+
+	for name, p := range c.etcds {
+		if p.alive() {
+			names = append(names, name)
+		}
+	}
+
+	sort.Strings(names)
+
+	return names
 }
 
 func (c *controlPlane) runningClientURLs() []string {
@@ -450,22 +501,15 @@ func (c *controlPlane) startAPIServer(cps []member) error {
 	return nil
 }
 
-// members lists the etcd members as etcd reports them; an error before bootstrap or with no member up.
-func (c *controlPlane) members() ([]etcdMember, error) {
-	c.mu.Lock()
-	urls := c.runningClientURLs()
-	c.mu.Unlock()
-
-	if len(urls) == 0 {
-		return nil, errors.New("etcd is not running")
-	}
-
+// members lists the etcd members as the node's own member reports them (Talos asks its local etcd):
+// after a split brain each cluster lists only its own members.
+func (c *controlPlane) members(ip string) ([]etcdMember, error) {
 	client, err := c.etcdClient()
 	if err != nil {
 		return nil, err
 	}
 
-	return client.listMembers(urls)
+	return client.listMembers([]string{"https://" + net.JoinHostPort(ip, "2379")})
 }
 
 // etcdRunning tells whether the node's etcd member runs (for the service list).
@@ -486,6 +530,8 @@ func (c *controlPlane) stopAll() {
 }
 
 func (c *controlPlane) stopLocked() {
+	c.forwards.close()
+
 	if c.apiserver != nil {
 		c.apiserver.stop()
 		c.apiserver = nil
@@ -498,6 +544,30 @@ func (c *controlPlane) stopLocked() {
 
 	c.info, c.api = nil, nil
 	c.nodes = nodeRegistry{}
+}
+
+// apiBackend is host:port of the API server (the cluster endpoint); "" without a cluster.
+func (c *controlPlane) apiBackend() string {
+	endpoint, err := url.Parse(c.info.endpoint)
+	if err != nil {
+		return ""
+	}
+
+	port := endpoint.Port()
+	if port == "" {
+		port = "443"
+	}
+
+	return net.JoinHostPort(endpoint.Hostname(), port)
+}
+
+func controlPlaneIPs(cps []member) []string {
+	ips := make([]string, 0, len(cps))
+	for _, m := range cps {
+		ips = append(ips, m.ip)
+	}
+
+	return ips
 }
 
 func firstServiceIP(cidrs string) string {

@@ -200,8 +200,8 @@ func (a *machineAPI) Bootstrap(ctx context.Context, _ *machine.BootstrapRequest)
 		return nil, status.Error(codes.Unimplemented, "bootstrap is only available on control plane nodes")
 	}
 
-	if n.state.Bootstrapped {
-		// what Talos answers once etcd has data
+	if n.state.Bootstrapped || a.fleet.cp.hasEtcdData(hostnameOf(n)) {
+		// what Talos answers once etcd has data (founded here, or joined from the running cluster)
 		return nil, status.Error(codes.AlreadyExists, "etcd data directory is not empty")
 	}
 

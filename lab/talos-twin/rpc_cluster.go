@@ -117,7 +117,7 @@ func (a *machineAPI) EtcdMemberList(ctx context.Context, _ *machine.EtcdMemberLi
 		return nil, status.Error(codes.Unavailable, "etcd is not running on this node")
 	}
 
-	members, err := a.fleet.cp.members()
+	members, err := a.fleet.cp.members(n.ip)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "etcd: %v", err)
 	}

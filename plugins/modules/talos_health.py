@@ -13,12 +13,17 @@ description:
   - etcd - C(talosctl etcd members) on the first control plane lists every control plane of
     O(controlplane_nodes) by hostname. (C(talosctl) prints that list only as a table; the module reads
     its C(HOSTNAME) column by the header's position.)
-  - The API server answers C(ok) on C(/readyz), through the kubeconfig, with the Kubernetes Python client
-    (TLS verified against the kubeconfig's CA).
+  - The API server answers C(ok) on C(/readyz), with the kubeconfig's credentials and the Kubernetes Python
+    client (TLS verified against the kubeconfig's CA) - first on the control planes' own addresses (port of
+    the kubeconfig's server; the first ready one is enough), then on the kubeconfig's server (the VIP).
+    A VIP that does not answer while a control plane's API server does is reported as C(VIP unreachable)
+    (Nodes are then read through that control plane), apart from C(API server not ready).
   - Every name in O(nodes) is a registered Node - matched by name, not by counting - and, with
     O(ready=true), its C(Ready) condition is C(True).
   - "On timeout it fails with what is missing, by name - for example
     C(etcd members missing: cp3; nodes not registered: worker2; nodes not Ready: worker1 (KubeletNotReady))."
+  - The control planes' own API addresses only help to tell the failures apart; one not answering while the
+    VIP does is not a failure.
 author: turnkey.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - turnkey.cluster.talos
@@ -58,7 +63,10 @@ requirements:
 attributes:
   check_mode:
     support: full
-    description: Only reads; in check mode a missing kubeconfig (a cluster not built yet) is reported, not an error.
+    description:
+      - Only reads. In check mode it does not wait - the changes the run would apply did not happen - and
+        reports what is not healthy now as a warning; a missing kubeconfig (a cluster not built yet) is
+        reported too, not an error.
   diff_mode:
     support: none
     description: A check changes nothing.
@@ -96,12 +104,13 @@ waited:
 import os
 import time
 import traceback
+from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.turnkey.cluster.plugins.module_utils.talos_etcd import etcd_members
 from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
     find_talosctl,
-    node_args,
     talos_argument_spec,
 )
 
@@ -114,20 +123,11 @@ except ImportError:
     IMPORT_ERROR = traceback.format_exc()
 
 
-def etcd_members(module, talosctl, controlplane):
+def first_etcd_members(module, talosctl, controlplane):
     """(member hostnames, problem or None) from `talosctl etcd members` on the first control plane."""
     first = controlplane[0]
-    args = [talosctl, "etcd", "members"] + node_args(module.params["talosconfig"], first["ip"])
-    rc, out, err = module.run_command(args, environ_update={"LC_ALL": "C"})
-    if rc != 0:
-        last = ((err or out).strip().splitlines() or ["no answer"])[-1]
-        return [], "etcd on %s: %s" % (first["name"], last)
-    lines = [line for line in out.splitlines() if line.strip()]
-    header = next((line for line in lines if "HOSTNAME" in line), None)
-    if header is None:
-        return [], "etcd on %s lists no members" % first["name"]
-    column = header.index("HOSTNAME")
-    return [line[column:].split()[0] for line in lines if line is not header and len(line) > column], None
+    members, trouble = etcd_members(module, talosctl, module.params["talosconfig"], first["ip"])
+    return members, ("etcd on %s: %s" % (first["name"], trouble) if trouble else None)
 
 
 def why(condition):
@@ -140,46 +140,94 @@ def why(condition):
     return "%s: %s" % (condition.reason, message) if message else str(condition.reason)
 
 
-def kubernetes_state(kubeconfig):
-    """(API problem or None, {node name: (ready, reason)})."""
+def error_text(exc):
+    return "%s: %s" % (type(exc).__name__, (str(exc).strip().splitlines() or [""])[0][:200])
+
+
+def readyz(api, base):
+    """None when <base>/readyz answers ok; else ('unreachable' or 'not ready', why)."""
+    try:
+        # through the client's own connection pool: the kubeconfig's CA and client certificate
+        answer = api.rest_client.pool_manager.request("GET", base + "/readyz", timeout=10, retries=False)
+    except Exception as exc:  # urllib3's connection errors (refused, timeout, TLS) while nothing answers
+        return "unreachable", error_text(exc)
+    if answer.status != 200:
+        failed = [line.strip() for line in answer.data.decode(errors="replace").splitlines() if "failed" in line]
+        return "not ready", "/readyz HTTP %s%s" % (answer.status, ": " + ", ".join(failed) if failed else "")
+    return None
+
+
+def own_address(server, ip):
+    """The API server on a control plane's own address, at the port of the kubeconfig's server."""
+    port = urlsplit(server).port or 443
+    return "https://%s:%d" % ("[%s]" % ip if ":" in ip else ip, port)
+
+
+def api_problem(api, controlplane):
+    """(problem or None, base URL to list Nodes through or None).
+
+    A control plane's own address is asked first (the first that is ready is enough), then the server of
+    the kubeconfig (the VIP): 'VIP unreachable' while a control plane answers is told apart from 'API
+    server not ready'."""
+    server = api.configuration.host.rstrip("/")
+    own, answering = [], None
+    for cp in controlplane:
+        base = own_address(server, cp["ip"])
+        trouble = readyz(api, base)
+        if trouble is None:
+            answering = (cp["name"], base)
+            break
+        own.append("%s: %s" % (cp["name"], trouble[1]))
+    vip = readyz(api, server)
+    if vip is None:
+        return None, server
+    if vip[0] == "unreachable" and answering:
+        return ("VIP unreachable: %s (%s), while the API server answers on %s (%s)"
+                % (server, vip[1], answering[0], answering[1])), answering[1]
+    if vip[0] == "unreachable":
+        return ("API server not ready: %s unreachable (%s) and on no control plane's own address (%s)"
+                % (server, vip[1], "; ".join(own))), None
+    return "API server not ready (%s)" % vip[1], None
+
+
+def kubernetes_state(kubeconfig, controlplane):
+    """(API problem or None, {node name: (ready, reason)} or None when the Nodes could not be listed)."""
     try:
         api = k8s_config.new_client_from_config(config_file=kubeconfig)
-        # /readyz through the client's own connection pool: the kubeconfig's CA and client certificate
-        answer = api.rest_client.pool_manager.request("GET", api.configuration.host.rstrip("/") + "/readyz",
-                                                      timeout=10, retries=False)
-        if answer.status != 200:
-            failed = [line.strip() for line in answer.data.decode(errors="replace").splitlines() if "failed" in line]
-            return "API server not ready (/readyz HTTP %s)%s" % (
-                answer.status, ": " + ", ".join(failed) if failed else ""), {}
+    except (OSError, ValueError, k8s_config.ConfigException) as exc:
+        return "kubeconfig %s: %s" % (kubeconfig, error_text(exc)), None
+    problem, base = api_problem(api, controlplane)
+    if base is None:
+        return problem, None
+    api.configuration.host = base  # through a control plane's own address when the VIP does not answer
+    try:
         items = k8s_client.CoreV1Api(api).list_node(_request_timeout=10).items
     except ApiException as exc:
-        return "API server: HTTP %s %s" % (exc.status, exc.reason), {}
-    except (OSError, ValueError) as exc:
-        return "API server: %s" % str(exc).strip().splitlines()[0], {}
-    except Exception as exc:  # urllib3's connection errors (refused, TLS) while the API server starts
-        return "API server: %s: %s" % (type(exc).__name__, (str(exc).strip().splitlines() or [""])[0][:200]), {}
+        return problem or "API server: HTTP %s %s" % (exc.status, exc.reason), None
+    except Exception as exc:  # urllib3's connection errors while the API server restarts
+        return problem or "API server: %s" % error_text(exc), None
     nodes = {}
     for item in items:
         ready = next((c for c in item.status.conditions or [] if c.type == "Ready"), None)
         nodes[item.metadata.name] = (ready is not None and ready.status == "True",
                                      why(ready))
-    return None, nodes
+    return problem, nodes
 
 
 def problems_of(module, talosctl):
     p = module.params
     problems = []
-    members, trouble = etcd_members(module, talosctl, p["controlplane_nodes"])
+    members, trouble = first_etcd_members(module, talosctl, p["controlplane_nodes"])
     if trouble:
         problems.append(trouble)
     else:
         missing = [cp["name"] for cp in p["controlplane_nodes"] if cp["name"] not in members]
         if missing:
             problems.append("etcd members missing: %s" % ", ".join(missing))
-    api_problem, nodes = kubernetes_state(p["kubeconfig"])
-    if api_problem:
-        problems.append(api_problem)
-    else:
+    trouble, nodes = kubernetes_state(p["kubeconfig"], p["controlplane_nodes"])
+    if trouble:
+        problems.append(trouble)
+    if nodes is not None:
         unregistered = [name for name in p["nodes"] if name not in nodes]
         if unregistered:
             problems.append("nodes not registered: %s" % ", ".join(unregistered))
@@ -188,7 +236,7 @@ def problems_of(module, talosctl):
                          if name in nodes and not nodes[name][0]]
             if not_ready:
                 problems.append("nodes not Ready: %s" % ", ".join(not_ready))
-    return problems, members, {name: ready for name, (ready, _reason) in nodes.items()}
+    return problems, members, {name: ready for name, (ready, _reason) in (nodes or {}).items()}
 
 
 def main():
@@ -219,6 +267,11 @@ def main():
         waited = round(time.monotonic() - started, 1)
         if not problems:
             module.exit_json(changed=False, etcd_members=members, nodes=nodes, waited=waited)
+        if module.check_mode:
+            # the applies this run would make did not happen: what they would bring is not waited for
+            module.warn("check mode: the cluster is not healthy now: %s" % "; ".join(problems))
+            module.exit_json(changed=False, etcd_members=members, nodes=nodes, waited=waited,
+                             msg="not healthy now: %s" % "; ".join(problems))
         if waited >= p["timeout"]:
             module.fail_json(msg="the cluster is not healthy after %d s: %s" % (p["timeout"], "; ".join(problems)),
                              etcd_members=members, nodes=nodes, waited=waited)

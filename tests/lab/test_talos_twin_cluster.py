@@ -6,6 +6,8 @@ CNI (Cilium's DaemonSet) exists. All driven by the unmodified talosctl and kubec
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -18,12 +20,14 @@ from tests.lab.test_talos_twin import (  # noqa: F401 # pylint: disable=unused-i
     run,
     talosctl,
     twin_binary,
+    wait_listening,
 )
 from tests.tools import built_tools
 
 # Each test its own /24: pytest -n 2 may run them at once, and every node binds its address.
 NETS = {"test_bootstrap_brings_up_etcd_the_api_server_and_nodes": "127.92.1",
-        "test_reboot_upgrade_and_reset": "127.92.2"}
+        "test_reboot_upgrade_and_reset": "127.92.2",
+        "test_a_rebuilt_control_plane_joins_and_a_second_bootstrap_splits_etcd": "127.92.3"}
 
 
 def tools() -> dict[str, str]:
@@ -207,3 +211,59 @@ def _members(talos, node, expected):
     found = {line.split()[2] for line in out.splitlines()[1:] if line.strip()}
     assert found == expected, out
     return found
+
+
+def _not_listening(ip: str) -> None:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        assert probe.connect_ex((ip, 50000)) != 0, "%s still answers" % ip
+
+
+def rebuild(twin: Twin, nodes: dict[str, str], name: str) -> None:
+    """What the lab does when a machine is replaced: the node leaves the nodes file, its disk is wiped,
+    and it comes back in maintenance mode under the same name and address."""
+    twin.write_nodes({n: ip for n, ip in nodes.items() if n != name})
+    eventually(lambda: _not_listening(nodes[name]), 10, "%s stopped" % name)
+    shutil.rmtree(twin.state / name)
+    twin.write_nodes(nodes)
+    wait_listening(nodes[name])
+
+
+def test_a_rebuilt_control_plane_joins_and_a_second_bootstrap_splits_etcd(cluster, talosctl):  # noqa: F811
+    """Real Talos: a configured control plane that is not bootstrapped joins the running etcd cluster; a
+    control plane with etcd data answers bootstrap with AlreadyExists; a bootstrap that reaches a control
+    plane without etcd data (a rebuilt one, before it joined) founds a second cluster: split brain."""
+    twin, gen, nodes, _endpoint = cluster
+    talosconfig = str(gen / "talosconfig")
+    for name, ip in nodes.items():
+        run(talosctl, "apply-config", "--insecure", "-n", ip, "-e", ip, "-f", str(node_config(gen, name)))
+    cp1, cp2, cp3 = nodes["cp1"], nodes["cp2"], nodes["cp3"]
+
+    def talos(node, *args, ok=True):
+        return run(talosctl, "--talosconfig", talosconfig, "-n", node, "-e", node, *args, ok=ok).output
+
+    talos(cp1, "bootstrap")
+    eventually(lambda: _members(talos, cp2, {"cp1", "cp2", "cp3"}), 90, "three etcd members")
+    # cp2 joined: it has etcd data, so bootstrap there is refused as on Talos
+    assert "AlreadyExists" in talos(cp2, "bootstrap", ok=False)
+
+    # cp1 rebuilt and configured, not bootstrapped: it joins the running cluster (after Talos' discovery wait)
+    rebuild(twin, nodes, "cp1")
+    eventually(lambda: _members(talos, cp2, {"cp2", "cp3"}), 30, "the old cp1 gone from etcd")
+    run(talosctl, "apply-config", "--insecure", "-n", cp1, "-e", cp1, "-f", str(gen / "cp1.yaml"))
+    eventually(lambda: _members(talos, cp2, {"cp1", "cp2", "cp3"}), 90, "the rebuilt cp1 joined")
+    eventually(lambda: _members(talos, cp1, {"cp1", "cp2", "cp3"}), 30, "cp1 sees the same cluster")
+    splits = twin.state / "_cluster" / "split-brain.json"
+    assert not splits.exists()
+
+    # cp3 rebuilt and bootstrapped right after its config (what "bootstrap the first control plane" does
+    # when that one was rebuilt): a second etcd cluster of one member; the first one goes on without cp3
+    rebuild(twin, nodes, "cp3")
+    eventually(lambda: _members(talos, cp2, {"cp1", "cp2"}), 30, "the old cp3 gone from etcd")
+    run(talosctl, "apply-config", "--insecure", "-n", cp3, "-e", cp3, "-f", str(gen / "cp3.yaml"))
+    talos(cp3, "bootstrap")
+    eventually(lambda: _members(talos, cp3, {"cp3"}), 30, "cp3 alone in its own cluster")
+    _members(talos, cp2, {"cp1", "cp2"})
+    recorded = json.loads(splits.read_text())
+    assert [(r["node"], r["others"]) for r in recorded] == [("cp3", ["cp1", "cp2"])]
+    assert "SPLIT BRAIN: cp3" in (twin.root / "twin.log").read_text()
