@@ -337,6 +337,38 @@ def quote_flag(flag):
     return "'%s'" % flag if re.search(r"\s", flag) else flag
 
 
+# What a build takes on a 2-core machine from empty Go caches, in the order `make tools` builds them
+# (docs/tools.md, "How long it takes"): said before each build, unless this machine built the tool before.
+TYPICAL_SECONDS = {"talosctl": 456, "kube-apiserver": 746, "kubectl": 75, "etcd": 151, "helm": 140, "flux": 369,
+                   "cilium-chart": 5}
+
+
+def expected_seconds(tool):
+    """This machine's own last build of the tool (any version, from its build.json), else the typical time."""
+    measured = []
+    for record in tools_dir().glob("%s-*/build.json" % tool.name):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            info = json.loads(record.read_text())
+            if info["name"] == tool.name:
+                measured.append((info.get("built_at", ""), float(info["seconds"])))
+    return max(measured)[1] if measured else TYPICAL_SECONDS.get(tool.name, 60)
+
+
+def duration(seconds):
+    """3s, 4m 05s, 1h 02m: short, and exact enough to plan a coffee."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return "%ds" % seconds
+    if seconds < 3600:
+        return "%dm %02ds" % divmod(seconds, 60)
+    return "%dh %02dm" % (seconds // 3600, seconds % 3600 // 60)
+
+
+def say(text, stream=None):
+    """One progress line, flushed at once: `make bootstrap` output is often piped to a log."""
+    print("tools/build: " + text, file=stream or sys.stdout, flush=True)
+
+
 def module_time(info):
     try:
         return json.loads(Path(info["Info"]).read_text())["Time"]
@@ -452,21 +484,39 @@ def main(argv=None):
         parser.error("unknown tool(s): %s" % ", ".join(unknown))
     os.nice(int(os.environ.get("TURNKEY_TOOLS_NICE", "15")))  # 2 cores, shared with others' work
     failures = []
+    started = time.monotonic()
+    built = present = 0
     with locked(tools_dir() / ".lock"):
-        for name in args.names or list(TOOLS):
+        names = args.names or list(TOOLS)
+        missing = [name for name in names
+                   if args.force or not is_built(TOOLS[name], binary_path(TOOLS[name], versions))]
+        if missing:
+            say("%d of %d to build (%s), about %s in all; each is announced with what it usually takes"
+                % (len(missing), len(names), ", ".join(missing),
+                   duration(sum(expected_seconds(TOOLS[name]) for name in missing))))
+        for name in names:
             tool = TOOLS[name]
+            version = versions[tool.version_key]
+            if name in missing:
+                say("building %s %s (%d of %d), usually about %s; log: %s" % (
+                    name, version, missing.index(name) + 1, len(missing), duration(expected_seconds(tool)),
+                    tools_dir() / "logs" / ("%s-%s.log" % (name, version))))
             try:
                 path, seconds = build_tool(tool, versions, force=args.force)
             except StepError as exc:
                 failures.append(str(exc))
-                print("tools/build: FAILED %s" % exc, file=sys.stderr)
+                say("FAILED %s" % exc, sys.stderr)
                 continue
             if seconds is None:
-                print("tools/build: %-15s %-9s present  %s" % (name, versions[tool.version_key], path))
+                present += 1
+                say("%-15s %-9s present  %s" % (name, version, path))
             else:
-                print("tools/build: %-15s %-9s built in %.0fs  %s" % (name, versions[tool.version_key], seconds, path))
-            sys.stdout.flush()
+                built += 1
+                say("%-15s %-9s built in %s  %s" % (name, version, duration(seconds), path))
         write_index(versions)
+    if missing:
+        say("done in %s: %d built, %d present, %d failed" % (duration(time.monotonic() - started), built, present,
+                                                            len(failures)))
     if failures:
         print("tools/build: %d tool(s) failed; see the logs named above" % len(failures), file=sys.stderr)
         return 1
