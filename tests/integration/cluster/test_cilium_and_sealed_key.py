@@ -11,14 +11,14 @@ import json
 import subprocess
 import time
 
-import pytest
 import yaml
 
 from tests.integration.cluster.conftest import kubectl, tools
-from tests.playbook_runner import REPO, TEST_VAULT_PASSWORD, copy_inventory, lab_env, recap, run_playbook
+from tests.playbook_runner import TEST_VAULT_PASSWORD, copy_inventory, lab_env, recap, run_playbook
+from tests.schemas import official_schema
 from tests.store_access import open_store
 
-SCHEMA = REPO.parent / "shared" / "schemas" / "cilium" / "cilium-1.20.0-values.schema.json"
+SCHEMA = "cilium/cilium-1.20.0-values.schema.json"  # under ../shared/schemas, see tests/schemas.py
 
 
 def sealed_key_secrets(found, kubeconfig):
@@ -141,8 +141,7 @@ def test_cilium_and_the_sealed_secrets_key(tmp_path, control_plane):
 def test_rendered_values_follow_the_official_schema(tmp_path, control_plane):
     """The values helm stored for the release (the role's rendering) validate against the published
     cilium-1.20.0 values schema, for both routing modes."""
-    if not SCHEMA.exists():
-        pytest.skip("%s is absent (../shared/schemas is not beside the project)" % SCHEMA)
+    schema = official_schema(SCHEMA)
     import jsonschema  # noqa: PLC0415 - only with the schema beside the project
 
     kubeconfig, found = control_plane
@@ -151,7 +150,7 @@ def test_rendered_values_follow_the_official_schema(tmp_path, control_plane):
            "TURNKEY_CILIUM_CHART": found["TURNKEY_CILIUM_CHART"]}
     keypair, roles = write_playbooks(tmp_path, kubeconfig)
     assert run_playbook("-i", str(inventory), playbook=str(keypair), env=env).returncode == 0
-    validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+    validator = jsonschema.Draft7Validator(json.loads(schema.read_text()))
     # native, with cilium_extra_values merged recursively over the rendered values; then tunnel, without.
     extra = json.dumps({"cilium_extra_values": {"hubble": {"ui": {"enabled": False}}}})
     for mode, more in (("native", ["-e", extra]), ("tunnel", [])):
