@@ -10,12 +10,14 @@ steps, in order; the last is the contract check: the twin refused none of the re
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 
 import pytest
 import requests
 import yaml
 
+from tests.lab.conftest import wait_for
 from tests.playbook_runner import copy_inventory, recap, run_playbook, task_results
 from tests.store_access import open_store
 
@@ -26,6 +28,7 @@ PVE = f"https://{NET}.0.3:8006"
 ROLE, USER, TOKEN = "TestAudit", "tester@pve", "t1"
 CSI_PRIVS = ["Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.Audit", "VM.Audit", "VM.Config.Disk"]
 ROTATE_CSI = '{"persistent_secrets_rotate": ["proxmox_csi_token"]}'
+CLUSTER_VMIDS = [1500, 1501, 1502, 2000, 2001, 2002]  # the Proxmox nodes of the lab inventory
 
 
 class Lab:
@@ -62,6 +65,11 @@ class Lab:
         token_id, secret = token or self.admin
         return requests.request(method, f"{PVE}/api2/json/{api_path}", data=data or None, verify=self.ca, timeout=10,
                                 headers={"Authorization": f"PVEAPIToken={token_id}={secret}"})
+
+    def data_post(self, path, **data):
+        answer = self.api("POST", path, **data)
+        assert answer.status_code == 200, (path, answer.status_code, answer.reason)
+        return answer.json()["data"]
 
     def data(self, path):
         answer = self.api("GET", path)
@@ -258,13 +266,16 @@ def csi_token_made_once_and_kept(lab):
     assert stored["data"]["secret"] not in first.stdout + first.stderr
     assert lab.authenticates(stored["data"]["token_id"], stored["data"]["secret"])
     assert sorted(lab.data("access/roles/TurnkeyCSI")) == CSI_PRIVS
-    assert lab.acl_of("kubernetes-csi@pve") == [("/", "TurnkeyCSI", 1)]
+    # The narrowest paths that work: the CSI storage and each Proxmox node VM of the inventory, not /.
+    assert lab.acl_of("kubernetes-csi@pve") == [("/storage/local-zfs", "TurnkeyCSI", 1)] + [
+        (f"/vms/{vmid}", "TurnkeyCSI", 1) for vmid in CLUSTER_VMIDS]
     assert lab.data("access/users/kubernetes-csi@pve/token") == [
         {"tokenid": "csi", "privsep": 0, "expire": 0, "comment": "Proxmox CSI plugin (turnkey.cluster)"}]
     # The token really can do what the CSI plugin does, and no more.
     csi = (stored["data"]["token_id"], stored["data"]["secret"])
     assert lab.api("GET", "nodes/pve/storage/local-zfs/content", token=csi).status_code == 200
     assert lab.api("POST", "access/roles", token=csi, roleid="X").status_code == 403
+    csi_attaches_on_cluster_vms_only(lab, csi)
 
     digest = site.digest()
     for args in ((), ("--check", "--diff")):
@@ -275,6 +286,45 @@ def csi_token_made_once_and_kept(lab):
         assert lab.authenticates(*csi)
     assert not (site.inventory / "secrets" / ".backup").exists()
     lab.csi = csi
+
+
+def csi_attaches_on_cluster_vms_only(lab, csi):
+    """What the plugin does (a volume on its storage, attached to a node's VM): allowed on a cluster VM,
+    refused on any other VM and on any other storage."""
+    for vmid in (CLUSTER_VMIDS[0], 777):
+        upid = lab.data_post("nodes/pve/qemu", vmid=vmid, name=f"vm{vmid}", memory=512)
+        wait_for(lambda upid=upid: lab.data(f"nodes/pve/tasks/{upid}/status")["status"] == "stopped", 30, 0.05)
+    attached = lab.api("PUT", f"nodes/pve/qemu/{CLUSTER_VMIDS[0]}/config", token=csi, scsi1="local-zfs:1")
+    assert attached.status_code == 200, attached.reason
+    assert lab.data(f"nodes/pve/qemu/{CLUSTER_VMIDS[0]}/config")["scsi1"].startswith("local-zfs:vm-")
+    elsewhere = lab.api("PUT", "nodes/pve/qemu/777/config", token=csi, scsi1="local-zfs:1")
+    assert elsewhere.status_code == 403 and elsewhere.reason.startswith("Permission check failed (/vms/777, ")
+    other_storage = lab.api("PUT", f"nodes/pve/qemu/{CLUSTER_VMIDS[0]}/config", token=csi, scsi2="local:1")
+    assert other_storage.status_code == 403
+    assert other_storage.reason == "Permission check failed (/storage/local, Datastore.AllocateSpace)"
+    assert "scsi1" not in lab.data("nodes/pve/qemu/777/config")
+    assert [vm["vmid"] for vm in lab.api("GET", "nodes/pve/qemu", token=csi).json()["data"]] == [CLUSTER_VMIDS[0]]
+    for vmid in (CLUSTER_VMIDS[0], 777):
+        upid = lab.api("DELETE", f"nodes/pve/qemu/{vmid}").json()["data"]
+        wait_for(lambda upid=upid: lab.data(f"nodes/pve/tasks/{upid}/status")["status"] == "stopped", 30, 0.05)
+
+
+def layer00_preflight_stops_a_token_without_access_rights(lab):
+    """Layer 00 run with layer 01's least-privilege token: its first task lists what is missing, and no
+    user, role, token or stored secret is made."""
+    site = Site(lab, lab.tmp / "preflight")
+    infra = lab.handle.json("credentials.json")["proxmox"]["infrastructure"]
+    lab.secrets.append(infra["token_secret"])
+    run = site.run("-e", json.dumps({"proxmox_csi_token_api_token_id": infra["token_id"],
+                                     "proxmox_csi_token_api_token_secret": infra["token_secret"]}))
+    assert run.returncode != 0
+    assert ("credentials turnkey-infra@pve!layer01 lack %d privilege(s) layer 00 (the Proxmox CSI token) needs"
+            % (3 + 1 + len(CLUSTER_VMIDS))) in run.stdout, run.stdout[-3000:]
+    assert ("Missing: /access: Sys.Modify; /access/groups: User.Modify; /access/realm/pve: Realm.AllocateUser; "
+            "/storage/local-zfs: Permissions.Modify; /vms/1500: Permissions.Modify;") in run.stdout
+    assert lab.api("GET", "access/users/kubernetes-csi@pve").status_code == 500
+    assert "TurnkeyCSI" not in {role["roleid"] for role in lab.data("access/roles")}
+    assert not site.file.exists()
 
 
 def csi_token_rotates_only_when_asked(lab):
@@ -326,8 +376,9 @@ def the_twin_refused_nothing(lab):
 
 STEPS = (role_triplet_and_drift, user_triplet_and_acl_drift, token_triplet_rotation_and_unknown_secret,
          token_acls_for_a_separated_token, token_without_privilege_fails_with_proxmox_403, absent_triplets,
-         csi_token_made_once_and_kept, csi_token_rotates_only_when_asked,
-         csi_token_without_its_stored_secret_is_never_rotated_silently, the_twin_refused_nothing)
+         layer00_preflight_stops_a_token_without_access_rights, csi_token_made_once_and_kept,
+         csi_token_rotates_only_when_asked, csi_token_without_its_stored_secret_is_never_rotated_silently,
+         the_twin_refused_nothing)
 
 
 def test_proxmox_access_on_the_lab(make_lab, tmp_path_factory):

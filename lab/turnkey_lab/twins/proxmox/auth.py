@@ -209,9 +209,9 @@ def _evaluate(state: dict, who: Identity, rule, params: dict) -> str | None:
             return None if params.get("userid") == who.user else f"/access/users/{params.get('userid')}, self"
         path = "/access/realm/" + str(params.get("userid", "")).rpartition("@")[2]
         return None if rule[1] in privileges(state, who, path) else f"{path}, {rule[1]}"
-    if op == "userid-group":
+    if op == "userid-group":  # any of the privileges on /access/groups (RPCEnvironment uses check_any)
         have = privileges(state, who, "/access/groups")
-        return None if set(rule[1]) <= have else f"/access/groups, {'|'.join(rule[1])}"
+        return None if set(rule[1]) & have else f"/access/groups, {'|'.join(rule[1])}"
     return None  # forms the lab does not model (e.g. group-param) allow
 
 
