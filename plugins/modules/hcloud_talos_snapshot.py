@@ -67,7 +67,7 @@ options:
       - Replaces the built-in writer. Without it (or empty) the module writes the image itself - C(sshpass)
         and C(ssh) on the controller log into the rescue system as root with its password, with
         C(StrictHostKeyChecking=accept-new) and a known_hosts file of this build only (the rescue system's
-        host key is new for every server: it is accepted on the first connection and checked on the next
+        host key is new for every server, so it is accepted on the first connection and checked on the next
         ones, never ignored); the fixed script C(curl ... "$1" | xz -d | dd of=/dev/sda) goes on the standard
         input of C(bash -s) and the URL is its quoted argument, never part of a command string.
       - Command (argv list) run on the controller, while the temporary server is in its rescue system, to
