@@ -15,7 +15,9 @@ import re
 
 import pytest
 import requests
+import yaml
 
+from tests.lab.conftest import wait_for
 from tests.playbook_runner import copy_inventory, lab_env, recap, run_playbook
 from tests.store_access import open_store
 
@@ -69,6 +71,17 @@ class Site:
 
     def vms(self):
         return {vm["vmid"]: vm for vm in self.get("nodes/pve/qemu")}
+
+    def wait_vm(self, vmid, done):
+        """Until done(the VM's list entry, or None) is true (a create or destroy task has finished)."""
+        wait_for(lambda: done(self.vms().get(vmid)), 30)
+
+    def spec_override(self, key, **changes):
+        """An extra-vars file: the lab inventory's `key` of the cluster spec with these changes."""
+        spec = yaml.safe_load((self.inventory / "group_vars" / "all" / "cluster.yml").read_text())
+        path = self.tmp / f"override-{key}.yml"
+        path.write_text(yaml.safe_dump({key: {**spec[key], **changes}}))
+        return path
 
     def requests_since(self, start, method, pattern):
         return [r for r in self.lab_get(PVE, "requests")[start:]
@@ -139,6 +152,26 @@ class TestLayer01ProxmoxNodesOnTheLab:
         assert apply.returncode == 0 and changed_hosts(apply.stdout) == {"worker1"}
         assert site.get("nodes/pve/qemu/2000/config")["cores"] == 6
 
+    def test_a_new_talos_version_is_refused_by_the_old_template(self, site):
+        """Another Talos version is another image: the template of the old one refuses it, naming both, and
+        nothing is cloned from it."""
+        start = len(site.lab_get(PVE, "requests"))
+        run = site.run("--tags", "infrastructure", "-e", "@%s" % site.spec_override(
+            "cluster_versions", talos="v1.13.8"))
+        assert run.returncode != 0
+        assert re.search(r"VM 9000 \(template\) holds the image local:import/talos-\w+-v1\.13\.9-nocloud-amd64"
+                         r"\.qcow2, but the image asked for is local:import/talos-\w+-v1\.13\.8", run.stdout), \
+            run.stdout[-3000:]
+        assert site.requests_since(start, "POST", r"/clone$") == []
+        assert site.get(f"nodes/pve/qemu/{TEMPLATE}/config")["description"].endswith("-v1.13.9-nocloud-amd64.qcow2")
+
+    def test_boot_wait_without_the_agent_extension_stops_before_anything(self, site):
+        start = len(site.lab_get(PVE, "requests"))
+        run = site.run("--tags", "infrastructure", "-e", "@%s" % site.spec_override("talos_image", extensions=[]))
+        assert run.returncode != 0
+        assert "lacks siderolabs/qemu-guest-agent" in run.stdout, run.stdout[-3000:]
+        assert [site.requests_since(start, method, ".") for method in ("POST", "PUT", "DELETE")] == [[], [], []]
+
     def test_teardown_keeps_layer_00(self, site):
         site.csi_before = site.csi_token()
         assert site.csi_before[1] == 200
@@ -146,6 +179,24 @@ class TestLayer01ProxmoxNodesOnTheLab:
         assert teardown.returncode == 0, teardown.stdout[-3000:]
         assert set(site.vms()) == {TEMPLATE}  # the template stays for the next build
         assert site.csi_token() == site.csi_before  # the CSI token survives the teardown, unchanged and valid
+
+    def test_a_foreign_vm_on_a_node_id_is_neither_taken_over_nor_destroyed(self, site):
+        created = requests.post(f"{PVE}/api2/json/nodes/pve/qemu", headers=site.auth, verify=site.ca, timeout=10,
+                                data={"vmid": 2002, "name": "someone-else", "tags": "prod", "memory": 1024})
+        created.raise_for_status()
+        site.wait_vm(2002, lambda vm: vm and "lock" not in vm)
+        refusal = "VM 2002 (name 'someone-else', tags prod) exists but is not one this run manages"
+        for run in (site.run("--tags", "infrastructure"),
+                    site.run("-e", "teardown_confirm=lab", playbook="playbooks/teardown.yml")):
+            failures = re.findall(r"fatal: \[(\S+)\]: FAILED! => (.*)", run.stdout)
+            assert [host for host, _ in failures] == ["worker3"], run.stdout[-4000:]
+            assert refusal in failures[0][1]
+            vm = site.vms()[2002]
+            assert (vm["name"], vm["tags"], vm["status"]) == ("someone-else", "prod", "stopped")
+        assert set(site.vms()) == {TEMPLATE, 2002}  # the teardown removed the cluster's nodes, not that one
+        requests.delete(f"{PVE}/api2/json/nodes/pve/qemu/2002", headers=site.auth, verify=site.ca,
+                        timeout=10).raise_for_status()
+        site.wait_vm(2002, lambda vm: vm is None)
 
     def test_transient_faults_are_absorbed(self, site):
         # Lock timeouts on the storage and a burst of 503s are absorbed by the retries.
