@@ -23,11 +23,11 @@ options:
   required:
     description:
       - What the caller must have. Each entry names privileges that must all be granted on each of its
-        paths, for example C({paths: [/vms/100, /vms/101], privs: [VM.Allocate]}).
+        paths, for example C(paths=[/vms/100, /vms/101]) with C(privs=[VM.Allocate]).
     type: list
     elements: dict
     required: true
-    options:
+    suboptions:
       paths:
         description: ACL paths, for example C(/vms/100), C(/storage/local-zfs), C(/sdn/zones/localnetwork/vmbr0).
         type: list
@@ -48,6 +48,7 @@ attributes:
     description: Only reads; runs the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing, so there is nothing to show.
 notes:
   - Reading one's own permissions needs no privilege.
 """
