@@ -4,7 +4,7 @@ One lab (`lab up --components proxmox`, fast profile) on net 127.95. The admin t
 token holds exactly what a test grants (ACLs on /vms, /storage/local-zfs, /sdn/zones/localnetwork/vmbr0);
 each step takes one privilege away and expects Proxmox's 403 naming the path and privilege, with nothing
 made. Also: GET /access/permissions (own, by path, another's with Sys.Audit, a separated token's
-intersection), lists and task logs that show only what the caller may see, ACL lists limited likewise.
+intersection), lists and task logs that show only what the caller may see, user and ACL lists likewise.
 """
 
 from __future__ import annotations
@@ -182,6 +182,9 @@ def lists_and_tasks_show_only_what_the_caller_may_see(pve):
     assert denied.status_code == 403 and denied.reason == "Permission check failed (/nodes/pve, Sys.Audit)"
     pve.grant({"/nodes/pve": ["Sys.Audit"]})
     assert pve.as_user("GET", f"/nodes/pve/tasks/{upid}/log").status_code == 200
+    # Users: only oneself without User.Modify or Sys.Audit on /access/groups.
+    assert [u["userid"] for u in pve.as_user("GET", "/access/users").json()["data"]] == [USER]
+    assert len(pve.ok("GET", "/access/users")) > 1
     # ACL entries: only those on paths where the caller may change permissions.
     assert pve.as_user("GET", "/access/acl").json()["data"] == []
     pve.grant({"/storage/local-zfs": ["Datastore.Allocate"]})  # may modify that storage's ACL (check_perm_modify)

@@ -67,8 +67,11 @@ class Access:
                              "cap": {"vms": {}, "storage": {}, "access": {}, "nodes": {}, "dc": {}, "sdn": {}}})
 
     def users(self, request: Request) -> Response:
+        who = request.context["who"]
         with self.twin.store.lock:
-            users = copy.deepcopy(list(self.state["users"].values()))
+            # Everyone with User.Modify or Sys.Audit on /access/groups, else only the caller, as Proxmox lists.
+            see_all = bool(privileges(self.state, who, "/access/groups") & {"User.Modify", "Sys.Audit"})
+            users = copy.deepcopy([u for u in self.state["users"].values() if see_all or u["userid"] == who.user])
             tokens = copy.deepcopy(self.state["tokens"])
         result = []
         for user in users:
