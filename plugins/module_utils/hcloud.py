@@ -16,6 +16,9 @@ What it adds to the library:
   `RateLimit-Remaining` gets low, requests are spaced by the refill interval (limit per hour);
 - action polling with exponential backoff and a deadline (`HcloudApi.wait_action`), and calls retried
   while a resource is locked by another action (`HcloudApi.call_unlocked`);
+- writes sent once (`HcloudApi.write`): the library retries any request after a timeout, a 502 or a 504,
+  when a POST may already have been done (a second server, a second attach); a write is not retried then
+  but fails with `ambiguous=True`, so the module re-reads the state and decides again;
 - structured failures: `fail_json(msg, hcloud_error={code, message, details})`;
 - the common end of a module's main() (`run_module`).
 """
@@ -57,14 +60,22 @@ def hcloud_argument_spec(**options):
     )
 
 
-class HcloudFailure(Exception):
-    """A failure with Hetzner's error code, message and details."""
+# Answers that leave open whether a write was done: a gateway or the server gave up after the request
+# reached it, or the connection broke (codes as Hetzner names them, or the bare status without a body).
+AMBIGUOUS = ("timeout", "bad_gateway", "server_error", "connection_error", 500, 502, 504)
+# Answers that say the write was not done and can be sent again: locked by another action, a conflict.
+NOT_DONE = ("locked", "conflict")
 
-    def __init__(self, code, message, details=None):
+
+class HcloudFailure(Exception):
+    """A failure with Hetzner's error code, message and details; `ambiguous`: a write may have been done."""
+
+    def __init__(self, code, message, details=None, ambiguous=False):
         super().__init__("%s (%s)" % (message, code))
         self.code = code
         self.message = message
         self.details = details or {}
+        self.ambiguous = ambiguous
 
     def as_dict(self):
         return {"code": self.code, "message": self.message, "details": self.details}
@@ -199,6 +210,32 @@ class HcloudApi:
                     raise
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
             interval = min(interval * 2, 5.0)
+
+    def write(self, deadline, function, *args, **kwargs):
+        """A call that changes something, sent once: the library's own retries are off for it (they follow
+        answers that leave open whether it was done). Retried with backoff while the answer says it was not
+        done (423 locked, 409 conflict), until deadline. An ambiguous answer raises HcloudFailure with
+        ambiguous=True: the caller re-reads the state instead of sending it again blindly."""
+        bases = [base for base in (self.client._client, getattr(self.client, "_client_hetzner", None)) if base]
+        saved = [base._retry_max_retries for base in bases]
+        interval = 0.2
+        try:
+            for base in bases:
+                base._retry_max_retries = 0  # the library's attribute; 429s are still ridden through by the session
+            while True:
+                try:
+                    return self.call(function, *args, **kwargs)
+                except HcloudFailure as failure:
+                    if failure.code in AMBIGUOUS:
+                        failure.ambiguous = True
+                        raise
+                    if failure.code not in NOT_DONE or time.monotonic() >= deadline:
+                        raise
+                time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+                interval = min(interval * 2, 5.0)
+        finally:
+            for base, value in zip(bases, saved):
+                base._retry_max_retries = value
 
     def call(self, function, *args, **kwargs):
         """Calls the library, turning its exceptions into HcloudFailure."""

@@ -11,6 +11,10 @@ short_description: Manage a Hetzner Cloud server (a Talos node made from a snaps
 version_added: 0.1.0
 description:
   - Creates, updates, powers and deletes one Hetzner Cloud server, found by its name.
+  - Only a server carrying every one of I(owner_labels) is changed or deleted; a server with the name but
+    without them belongs to someone else and is an error, whatever is asked (it is never taken over).
+  - What to do is planned from the server as it is and as asked (module_utils hcloud_server_plan), before
+    anything is sent; check mode and diff show that plan.
   - A new server is made from an image (I(image), for example the Talos snapshot's id) or from the newest
     available snapshot matching I(image_selector), with its labels, server type, location, placement group,
     firewalls and user data; it is created stopped, attached to the private I(network) with the fixed I(ip),
@@ -21,6 +25,8 @@ description:
     can only be had by deleting and recreating the server, which is refused unless I(allow_destructive=true).
   - Actions are polled with exponential backoff until I(timeout); 429 answers are ridden through (see
     I(rate_limit_wait)); a failure returns Hetzner's error as C(hcloud_error).
+  - A write is sent once. When its answer leaves open whether it was done (a timeout, a 502 or 504, a
+    broken connection), it is not sent again blindly; the server is read again and the plan made again.
 author: turnkey.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - turnkey.cluster.hcloud
@@ -65,8 +71,14 @@ options:
     description: Name of a placement group to create the server in.
     type: str
   labels:
-    description: The server's labels (replaced as a whole). Left alone when not given.
+    description: The server's labels (replaced as a whole, I(owner_labels) always among them). Left alone when not given.
     type: dict
+  owner_labels:
+    description:
+      - The labels that prove the server is managed here. A new server gets them; an existing server without
+        every one of them is refused (error), never changed or deleted.
+    type: dict
+    default: {managed-by: turnkey.cluster}
   firewalls:
     description:
       - Names of the firewalls applied to the server directly. Firewalls applied directly and not listed are
@@ -92,8 +104,10 @@ options:
     default: true
   user_data:
     description:
-      - Cloud-init user data, for a Talos node its machine configuration (at most 32 KiB). Only sent at
-        creation, never logged or returned; Hetzner does not return it, so it is not compared.
+      - Cloud-init user data, for a Talos node its machine configuration (at most 32 KiB, checked before
+        anything is sent). Only sent at creation, never logged or returned; Hetzner does not return it, so
+        it is not compared and a different one never replaces a server (give a Talos node a new
+        configuration through the Talos API).
     type: str
   allow_restart:
     description: Allow powering the server off (and on again) to change its server type.
@@ -116,7 +130,7 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Reads only and reports what would change; the image, network, firewalls and placement group
+    description: Reads only and reports the plan's actions; the image, network, firewalls and placement group
       may be missing then (an earlier task of the same check run would create them).
   diff_mode:
     support: full
@@ -137,6 +151,7 @@ EXAMPLES = r"""
     network: lab
     ip: 10.3.0.10
     labels: {cluster: lab, role: worker, managed-by: turnkey.cluster}
+    owner_labels: {cluster: lab, managed-by: turnkey.cluster}
     state: started
 
 - name: Bigger server type (powers the server off and on again)
@@ -163,14 +178,19 @@ server:
            image: 300000001, labels: {role: worker}, ipv4: 203.0.113.3, ipv6: "2001:db8:989682::/64",
            private_ips: [{network: 4000001, ip: 10.3.0.10}], firewalls: [5000001], placement_group: lab-talos}
 changes:
-  description: What was (or in check mode would be) done, in order, for example C(create), C(labels),
-    C(change_type), C(recreate), C(power_on).
+  description: What was (or in check mode would be) done, in order, for example C(create), C(attach_network),
+    C(labels), C(firewalls), C(power_off), C(change_type), C(recreate), C(power_on), C(delete).
   returned: always
   type: list
   elements: str
 warnings_only:
   description: Differences that were not applied (public network toggles of an existing server).
   returned: always
+  type: list
+  elements: str
+differences:
+  description: What a refusal is about (C(owner_labels), C(server_type), C(image), C(location), ...).
+  returned: failure
   type: list
   elements: str
 hcloud_error:
@@ -194,6 +214,7 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.hcloud import (
     hcloud_argument_spec,
     run_module,
 )
+from ansible_collections.turnkey.cluster.plugins.module_utils.hcloud_server_plan import Facts, plan
 
 if HAS_HCLOUD:
     from hcloud.firewalls import FirewallResource
@@ -201,6 +222,9 @@ if HAS_HCLOUD:
     from hcloud.locations import Location
     from hcloud.server_types import ServerType
     from hcloud.servers import ServerCreatePublicNetwork
+
+# Re-reads after an answer that left open whether a write was done, before giving up.
+REREADS = 3
 
 
 def view(server):
@@ -223,23 +247,23 @@ def view(server):
 
 
 class Server:
+    """The reads and writes of one server; what to do comes from the plan (module_utils/hcloud_server_plan)."""
+
     def __init__(self, module, api):
         self.module = module
         self.api = api
         self.client = api.client
         self.params = module.params
         self.deadline = deadline_after(self.params["timeout"])
-        self.changes = []
-        self.warnings = []
 
-    # -- lookups ---------------------------------------------------------------------------------------
+    # -- reads -----------------------------------------------------------------------------------------
     def get(self):
         return self.api.call(self.client.servers.get_by_name, self.params["name"])
 
     def refresh(self, server):
         return self.api.call(self.client.servers.get_by_id, server.id)
 
-    def image(self, required):
+    def image(self):
         """The image to create from: by id, by name, or the newest available snapshot matching the selector."""
         params = self.params
         if params["image_selector"]:
@@ -250,7 +274,7 @@ class Server:
             if images:
                 return max(images, key=lambda image: image.id)
             what = "no available snapshot matches %s" % params["image_selector"]
-        elif params["image"]:
+        else:
             if params["image"].isdigit():
                 try:
                     return self.api.call(self.client.images.get_by_id, int(params["image"]))
@@ -262,11 +286,7 @@ class Server:
                 if images:
                     return images[0]
             what = "image %s not found" % params["image"]
-        else:
-            what = "image or image_selector is required to create a server"
-        if required:
-            raise HcloudFailure("not_found", what, {"image": params["image"] or params["image_selector"]})
-        return None
+        raise HcloudFailure("not_found", what, {"image": params["image"] or params["image_selector"]})
 
     def image_matches(self, server):
         """Whether an existing server's image is the one asked for (by id/name, or by the selector's labels)."""
@@ -286,7 +306,7 @@ class Server:
         clients = {"network": self.client.networks, "firewall": self.client.firewalls,
                    "placement group": self.client.placement_groups}
         found = None
-        if name.isdigit():
+        if str(name).isdigit():
             try:
                 found = self.api.call(clients[kind].get_by_id, int(name))
             except HcloudFailure as failure:
@@ -298,269 +318,170 @@ class Server:
             raise HcloudFailure("not_found", "%s %s not found" % (kind, name), {kind.replace(" ", "_"): name})
         return found
 
-    # -- desired state ---------------------------------------------------------------------------------
-    def desired(self, current, network, firewalls):
-        """The view the server should have, for the diff (None where the module leaves a field alone)."""
-        params = self.params
-        after = dict(current or {"id": None, "name": params["name"], "status": None, "ipv4": None, "ipv6": None,
-                                 "private_ips": [], "firewalls": [], "labels": {}, "image": None,
-                                 "placement_group": None})
-        after.pop("id", None)
-        for key in ("server_type", "location", "placement_group"):
-            if params[key] is not None:
-                after[key] = params[key]
-        if params["labels"] is not None:
-            after["labels"] = dict(params["labels"])
-        if params["image"] or params["image_selector"]:
-            after["image"] = params["image"] or "<newest snapshot matching %s>" % params["image_selector"]
-        if params["network"]:
-            others = [p for p in after["private_ips"] if network is None or p["network"] != network.id]
-            mine = {"network": network.id if network else params["network"], "ip": params["ip"] or "<auto>"}
-            after["private_ips"] = others + [mine]
-        if firewalls is not None:
-            after["firewalls"] = sorted(f.id if f is not None else name for name, f in firewalls)
-        state = params["state"]
-        if state == "started" or (state == "present" and current is None):
-            after["status"] = "running"
-        elif state == "stopped":
-            after["status"] = "off"
-        if current is not None:
-            for key in ("ipv4", "ipv6"):
-                after[key] = current[key]
-            if current["image"] is not None and self.image_matches_cached:
-                after["image"] = current["image"]
-        return after
+    def direct_firewalls(self, server, ids):
+        """Which of these firewall ids are applied to the server directly (not through a label selector)."""
+        direct = set()
+        for ident in ids:
+            firewall = self.api.call(self.client.firewalls.get_by_id, ident)
+            if any(entry.type == "server" and entry.server and entry.server.id == server.id
+                   for entry in firewall.applied_to or []):
+                direct.add(ident)
+        return direct
 
-    # -- steps -----------------------------------------------------------------------------------------
+    def facts(self, server, current):
+        """What the plan needs besides the server's view (reads only; in check mode a missing network or
+        firewall is one an earlier task of the same run would create)."""
+        params, check = self.params, self.module.check_mode
+        facts = Facts()
+        if params["state"] == "absent":
+            return facts
+        if params["network"]:
+            network = self.named("network", params["network"], required=not check)
+            facts.network_id = network.id if network else None
+        if params["firewalls"] is not None:
+            facts.firewalls = []
+            for name in params["firewalls"]:
+                firewall = self.named("firewall", name, required=not check)
+                facts.firewalls.append((name, firewall.id if firewall else None))
+        if current is not None:
+            facts.image_matches = self.image_matches(server)
+            if params["firewalls"] is not None:
+                wanted = {ident for _name, ident in facts.firewalls}
+                facts.direct_firewalls = self.direct_firewalls(server, set(current["firewalls"]) - wanted)
+        return facts
+
+    # -- writes (each sent once, see HcloudApi.write) --------------------------------------------------
+    def write(self, function, *args, **kwargs):
+        return self.api.write(self.deadline, function, *args, **kwargs)
+
     def wait(self, action, what):
         return self.api.wait_action(action, self.deadline, what)
 
     def delete(self, server):
-        action = self.api.call_unlocked(self.deadline, self.client.servers.delete, server)
-        self.wait(action, "deleting server %s" % server.name)
+        self.wait(self.write(self.client.servers.delete, server), "deleting server %s" % server.name)
 
-    def create(self, network, firewalls, group):
-        params = self.params
-        image = self.image(required=True)
+    def create(self, steps):
+        params, spec = self.params, steps.create
+        image = self.image()
+        group = None
+        if spec["placement_group"]:
+            group = self.named("placement group", spec["placement_group"], required=True)
+        firewalls = [self.named("firewall", ident, required=True) for ident in steps.firewalls_add]
         # Created stopped when it joins a network: the fixed IP is attached before the first boot.
-        start = params["state"] != "stopped" and not network
-        made = self.api.call(
-            self.client.servers.create, name=params["name"], server_type=ServerType(name=params["server_type"]),
-            image=Image(id=image.id), location=Location(name=params["location"]), labels=params["labels"] or {},
-            firewalls=[f for _name, f in firewalls or []] or None, placement_group=group,
-            user_data=params["user_data"], start_after_create=start,
-            public_net=ServerCreatePublicNetwork(enable_ipv4=params["enable_ipv4"],
-                                                 enable_ipv6=params["enable_ipv6"]))
-        self.changes.append("create")
+        start = params["state"] != "stopped" and not spec["network"]
+        made = self.write(
+            self.client.servers.create, name=params["name"], server_type=ServerType(name=spec["server_type"]),
+            image=Image(id=image.id), location=Location(name=spec["location"]), labels=steps.labels,
+            firewalls=firewalls or None, placement_group=group, user_data=params["user_data"],
+            start_after_create=start,
+            public_net=ServerCreatePublicNetwork(enable_ipv4=params["enable_ipv4"], enable_ipv6=params["enable_ipv6"]))
         self.wait(made.action, "creating server %s" % params["name"])
         for action in made.next_actions or []:
             self.wait(action, "starting server %s" % params["name"])
-        server = made.server
-        if network:
-            self.attach(server, network)
-            if params["state"] != "stopped":
-                self.power_on(server)
-        return self.refresh(server)
+        return made.server
 
-    def attach(self, server, network):
-        action = self.api.call_unlocked(self.deadline, self.client.servers.attach_to_network, server, network,
-                                        ip=self.params["ip"])
+    def attach(self, server, network_name, ip):
+        network = self.named("network", network_name, required=True)
+        action = self.write(self.client.servers.attach_to_network, server, network, ip=ip)
         self.wait(action, "attaching server %s to network %s" % (server.name, network.name))
-        self.changes.append("attach_network")
 
     def power_on(self, server):
-        action = self.api.call_unlocked(self.deadline, self.client.servers.power_on, server)
-        self.wait(action, "powering server %s on" % server.name)
-        self.changes.append("power_on")
+        self.wait(self.write(self.client.servers.power_on, server), "powering server %s on" % server.name)
 
     def power_off(self, server):
         """ACPI shutdown, then a hard power-off when the server is not off within shutdown_timeout."""
-        action = self.api.call_unlocked(self.deadline, self.client.servers.shutdown, server)
-        self.wait(action, "shutting server %s down" % server.name)
+        self.wait(self.write(self.client.servers.shutdown, server), "shutting server %s down" % server.name)
         until = min(self.deadline, time.monotonic() + self.params["shutdown_timeout"])
         interval = 0.2
         while self.refresh(server).status != "off":
             if time.monotonic() >= until:
-                action = self.api.call_unlocked(self.deadline, self.client.servers.power_off, server)
-                self.wait(action, "powering server %s off" % server.name)
+                self.wait(self.write(self.client.servers.power_off, server), "powering server %s off" % server.name)
                 break
             time.sleep(interval)
             interval = min(interval * 2, 5.0)
-        self.changes.append("power_off")
 
-    def set_firewalls(self, server, current_ids, firewalls):
-        """Applies the missing firewalls and removes direct ones that are not listed."""
-        wanted = {f.id: f for _name, f in firewalls}
+    def change_type(self, server):
+        action = self.write(self.client.servers.change_type, server, ServerType(name=self.params["server_type"]),
+                            upgrade_disk=False)
+        self.wait(action, "changing the type of server %s" % server.name)
+
+    def set_firewalls(self, server, add, remove):
         resource = [FirewallResource(type="server", server=server)]
-        for ident, firewall in sorted(wanted.items()):
-            if ident not in current_ids:
-                self.api.wait_actions(self.api.call_unlocked(self.deadline, self.client.firewalls.apply_to_resources,
-                                                             firewall, resource),
-                                      self.deadline, "applying firewall %s" % firewall.name)
-        for ident in sorted(set(current_ids) - set(wanted)):
-            firewall = self.api.call(self.client.firewalls.get_by_id, ident)
-            direct = any(entry.type == "server" and entry.server and entry.server.id == server.id
-                         for entry in firewall.applied_to or [])
-            if direct:
-                self.api.wait_actions(self.api.call_unlocked(self.deadline,
-                                                             self.client.firewalls.remove_from_resources,
-                                                             firewall, resource),
-                                      self.deadline, "removing firewall %s" % firewall.name)
+        for ident in add:
+            firewall = self.named("firewall", ident, required=True)
+            self.api.wait_actions(self.write(self.client.firewalls.apply_to_resources, firewall, resource),
+                                  self.deadline, "applying firewall %s" % firewall.name)
+        for ident in remove:
+            firewall = self.named("firewall", ident, required=True)
+            self.api.wait_actions(self.write(self.client.firewalls.remove_from_resources, firewall, resource),
+                                  self.deadline, "removing firewall %s" % firewall.name)
 
-    def firewall_changes(self, server, current_ids, firewalls):
-        """(to add, to remove) firewall ids; only direct attachments can be removed."""
-        wanted = {f.id for _name, f in firewalls if f is not None}
-        missing = [name for name, f in firewalls if f is None]
-        add = sorted(wanted - set(current_ids)) + missing
-        remove = []
-        for ident in sorted(set(current_ids) - wanted):
-            firewall = self.api.call(self.client.firewalls.get_by_id, ident)
-            if any(entry.type == "server" and entry.server and entry.server.id == server.id
-                   for entry in firewall.applied_to or []):
-                remove.append(ident)
-        return add, remove
-
-
-def destructive_differences(runner, server, current, network):
-    params = runner.params
-    found = []
-    runner.image_matches_cached = runner.image_matches(server)
-    if not runner.image_matches_cached:
-        found.append("image")
-    if params["location"] and params["location"] != current["location"]:
-        found.append("location")
-    if params["placement_group"] is not None and params["placement_group"] != current["placement_group"]:
-        found.append("placement_group")
-    if params["network"] and params["ip"] and network is not None:
-        mine = [p["ip"] for p in current["private_ips"] if p["network"] == network.id]
-        if mine and mine[0] != params["ip"]:
-            found.append("private IP (%s, asked %s)" % (mine[0], params["ip"]))
-    return found
+    def apply(self, steps, server, done):
+        """Does the plan's actions in order, appending each to `done`; returns the server."""
+        params = self.params
+        for action in steps.actions:
+            self.doing = action
+            if action in ("delete", "recreate"):
+                self.delete(server)
+                server = None
+            elif action == "create":
+                server = self.create(steps)
+            elif action == "attach_network":
+                self.attach(server, steps.create.get("network") or params["network"],
+                            steps.create.get("ip") if steps.create else params["ip"])
+            elif action == "labels":
+                self.write(self.client.servers.update, server, labels=steps.labels)
+            elif action == "firewalls":
+                self.set_firewalls(server, steps.firewalls_add, steps.firewalls_remove)
+            elif action == "power_off":
+                self.power_off(server)
+            elif action == "change_type":
+                self.change_type(server)
+            elif action == "power_on":
+                self.power_on(server)
+            done.append(action)
+        return server
 
 
 def run(module, api, result):
-    params = module.params
+    """Read, plan, apply. An answer that leaves open whether a write was done is never followed by the same
+    write blindly: the server is read again and planned again (what the plan no longer asks was done)."""
     runner = Server(module, api)
-    runner.image_matches_cached = True
-    result["warnings_only"] = runner.warnings
-    result["changes"] = runner.changes
-    server = runner.get()
-    current = view(server)
-    result["server"] = current
-
-    if params["state"] == "absent":
-        if server is not None:
-            runner.changes.append("delete")
-            if not module.check_mode:
-                runner.delete(server)
-            result.update(changed=True, server=None, diff={"before": current, "after": None})
+    done = result["changes"]
+    first = unsure = None
+    for attempt in range(REREADS + 1):
+        server = runner.get()
+        current = view(server)
+        steps = plan(module.params, current, runner.facts(server, current))
+        if unsure is not None and unsure not in steps.actions:
+            done.append(unsure)  # the write whose answer was lost had been done
+        if first is None:
+            first = steps
+            result["server"] = current
+            result["warnings_only"] = steps.warnings
+            if steps.before is not None or steps.after is not None:
+                result["diff"] = {"before": steps.before, "after": steps.after}
+        if steps.error:
+            extra = {"differences": steps.differences} if steps.differences else {}
+            module.fail_json(msg=steps.error, **dict(result, **extra))
+        if module.check_mode:
+            done.extend(steps.actions)
+            if not done:
+                result.pop("diff", None)
+            return
+        try:
+            server = runner.apply(steps, server, done)
+        except HcloudFailure as failure:
+            if not failure.ambiguous or attempt == REREADS:
+                raise
+            unsure = runner.doing
+            module.warn("%s: the answer left open whether it was done; reading the server again (%s)"
+                        % (failure.message, failure.code))
+            continue
+        result["server"] = view(runner.refresh(server)) if server is not None else None
+        if not done:
+            result.pop("diff", None)
         return
-
-    check = module.check_mode
-    network = runner.named("network", params["network"], required=not check) if params["network"] else None
-    firewalls = None
-    if params["firewalls"] is not None:
-        firewalls = [(name, runner.named("firewall", name, required=not check)) for name in params["firewalls"]]
-    group = None
-    if params["placement_group"]:
-        group = runner.named("placement group", params["placement_group"], required=not check)
-
-    if server is None:
-        missing = [key for key in ("server_type", "location") if not params[key]]
-        if not (params["image"] or params["image_selector"]):
-            missing.append("image or image_selector")
-        if missing:
-            module.fail_json(msg="Server %s does not exist; creating it needs %s" % (params["name"],
-                                                                                     ", ".join(missing)), **result)
-        if check:
-            runner.image(required=False)  # a snapshot an earlier task of this check run would build
-            runner.changes.append("create")
-        else:
-            server = runner.create(network, firewalls, group)
-        result.update(changed=True, server=view(server),
-                      diff={"before": None, "after": runner.desired(None, network, firewalls)})
-        return
-
-    destructive = destructive_differences(runner, server, current, network)
-    if params["enable_ipv4"] != (current["ipv4"] is not None) or params["enable_ipv6"] != (current["ipv6"] is not None):
-        runner.warnings.append("the public network of an existing server is not changed (enable_ipv4/enable_ipv6 "
-                               "apply at creation; recreate the server to change it)")
-    after = runner.desired(current, network, firewalls)
-    if destructive:
-        if not params["allow_destructive"]:
-            module.fail_json(msg="Server %s differs in %s, which only deleting and recreating it can change (its "
-                                 "disk is lost); set allow_destructive: true to allow that"
-                                 % (params["name"], ", ".join(destructive)),
-                             differences=destructive, diff={"before": current, "after": after}, **result)
-        runner.changes.append("recreate")
-        # What is not asked for is kept from the server being replaced.
-        for key in ("server_type", "location", "placement_group", "labels"):
-            if params[key] is None:
-                params[key] = current[key]
-        if network is None and current["private_ips"]:
-            network = api.call(api.client.networks.get_by_id, current["private_ips"][0]["network"])
-            params["ip"] = current["private_ips"][0]["ip"]
-        if group is None and params["placement_group"]:
-            group = runner.named("placement group", params["placement_group"], required=not check)
-        if not check:
-            runner.delete(server)
-            server = runner.create(network, firewalls, group)
-        result.update(changed=True, server=view(server), diff={"before": current, "after": after})
-        return
-
-    # In-place updates.
-    if params["labels"] is not None and params["labels"] != current["labels"]:
-        runner.changes.append("labels")
-        if not check:
-            api.call(api.client.servers.update, server, labels=params["labels"])
-    if firewalls is not None:
-        add, remove = runner.firewall_changes(server, current["firewalls"], firewalls)
-        if add or remove:
-            runner.changes.append("firewalls")
-            if not check:
-                runner.set_firewalls(server, current["firewalls"], firewalls)
-    if network is not None or (check and params["network"]):
-        attached = network is not None and any(p["network"] == network.id for p in current["private_ips"])
-        if not attached:
-            if check:
-                runner.changes.append("attach_network")
-            else:
-                runner.attach(server, network)
-    was_running = current["status"] in ("running", "starting", "initializing")
-    if params["server_type"] and params["server_type"] != current["server_type"]:
-        if not (params["allow_restart"] or params["allow_destructive"]):
-            module.fail_json(msg="Server %s is %s, asked %s: changing the type needs a power-off; set "
-                                 "allow_restart: true to allow it" % (params["name"], current["server_type"],
-                                                                      params["server_type"]),
-                             differences=["server_type"], diff={"before": current, "after": after}, **result)
-        if not check:
-            if current["status"] != "off":
-                runner.power_off(server)
-            action = api.call_unlocked(runner.deadline, api.client.servers.change_type, server,
-                                       ServerType(name=params["server_type"]), upgrade_disk=False)
-            runner.wait(action, "changing the type of server %s" % params["name"])
-        runner.changes.append("change_type")
-        if was_running and params["state"] != "stopped":
-            if not check:
-                runner.power_on(server)
-            else:
-                runner.changes.append("power_on")
-    state = params["state"]
-    status = server.status if check else runner.refresh(server).status
-    if state == "started" and status not in ("running", "starting") and "power_on" not in runner.changes:
-        if check:
-            runner.changes.append("power_on")
-        else:
-            runner.power_on(server)
-    if state == "stopped" and status != "off":
-        if check:
-            runner.changes.append("power_off")
-        else:
-            runner.power_off(server)
-    changed = bool(runner.changes)
-    result.update(changed=changed, server=current if check else view(runner.refresh(server)))
-    if changed:
-        result["diff"] = {"before": current, "after": after}
 
 
 def main():
@@ -580,6 +501,7 @@ def main():
         enable_ipv4=dict(type="bool", default=True),
         enable_ipv6=dict(type="bool", default=True),
         user_data=dict(type="str", no_log=True),
+        owner_labels=dict(type="dict", default={"managed-by": "turnkey.cluster"}),
         allow_restart=dict(type="bool", default=False),
         allow_destructive=dict(type="bool", default=False),
         shutdown_timeout=dict(type="int", default=60),
