@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What of a Talos machine config may be shown in a diff or a result: the values at allow-listed paths.
 
-Every other value - keys, tokens, certificates, registry passwords, WireGuard keys, file contents, inline
+Every other value - private keys, tokens, certificates, registry passwords, WireGuard keys, file contents, inline
 manifests, anything this list does not know - is replaced by a marker. Mapping keys are shown (they are
 structure: label names, registry hosts, field names). The list is an allow-list on purpose: a new
 secret-bearing field of a future Talos is hidden until someone adds its path here.
