@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -104,6 +105,9 @@ func (k *kubeAPI) cniInstalled() (bool, error) {
 	return code == http.StatusOK, err
 }
 
+// pullableTag is what the twin takes for a kubelet image it can pull: a version tag.
+var pullableTag = regexp.MustCompile(`^v\d+\.\d+\.\d+$`)
+
 // nodeRegistry registers one Node per configured node, the way each node's kubelet does, and keeps its
 // labels, addresses and Ready condition up to date; last holds what was sent, so nothing is re-sent.
 type nodeRegistry struct {
@@ -149,6 +153,15 @@ func desired(n *node, ready bool) (name string, metadata, spec, status map[strin
 	if ready {
 		condition = map[string]any{"type": "Ready", "status": "True", "reason": "KubeletReady",
 			"message": "kubelet is posting ready status"}
+	}
+
+	// a kubelet image the twin cannot pull (its tag is no version) never runs: the Node stops being
+	// updated, which the node controller shows as Unknown; the lab's stand-in for a node that does not
+	// come back healthy after a config change
+	if !pullableTag.MatchString(kubelet) {
+		condition = map[string]any{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+			"message": "Kubelet stopped posting node status (image " + cfg.Machine().Kubelet().Image() +
+				" cannot be pulled)"}
 	}
 
 	installed := version.Tag

@@ -8,6 +8,9 @@ none."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pytest
 import yaml
 
@@ -15,37 +18,60 @@ from tests.integration.talos.test_talos_config_role import write_playbooks
 from tests.integration.talos.test_talos_lifecycle_modules import tool_path
 from tests.lab.test_talos_twin import Twin, run, talosctl, twin_binary  # noqa: F401 # pylint: disable=unused-import
 from tests.lab.test_talos_twin_cluster import _members, eventually, rebuild
-from tests.playbook_runner import copy_inventory, lab_env, run_playbook, task_results
+from tests.playbook_runner import REPO, copy_inventory, lab_env, run_playbook, task_results
 
-NET = "127.94.1"
-NODES = {"cp1": NET + ".1", "cp2": NET + ".2", "cp3": NET + ".3", "worker1": NET + ".11"}
-VIP = NET + ".100"
-OVERLAY = {
-    "set": {"cluster_network": {"cidr": NET + ".0/24", "gateway": NET + ".254", "dns_servers": [NET + ".253"],
-                                "api_vip": VIP, "lb_pools": [{"name": "ingress", "addresses": NET + ".101"},
-                                                             {"name": "dns", "addresses": NET + ".102"}]}},
-    "remove_hosts": ["worker2", "worker3", "hcloud-worker1"],
-    "hosts": {name: {"node_ip": ip} for name, ip in NODES.items()},
-}
+# Each test its own /24 (pytest -n 2 may run them at once; every node binds its address).
+NETS = {"test_a_rebuilt_first_control_plane_joins_instead_of_bootstrapping_again": "127.94.1",
+        "test_a_change_rolls_out_one_node_at_a_time_and_stops_at_an_unhealthy_one": "127.94.2"}
+
+
+def nodes_on(net):
+    return {"cp1": net + ".1", "cp2": net + ".2", "cp3": net + ".3", "worker1": net + ".11"}
+
+
+def overlay(net):
+    return {
+        "set": {"cluster_network": {"cidr": net + ".0/24", "gateway": net + ".254", "dns_servers": [net + ".253"],
+                                    "api_vip": net + ".100",
+                                    "lb_pools": [{"name": "ingress", "addresses": net + ".101"},
+                                                 {"name": "dns", "addresses": net + ".102"}]}},
+        "remove_hosts": ["worker2", "worker3", "hcloud-worker1"],
+        "hosts": {name: {"node_ip": ip} for name, ip in nodes_on(net).items()},
+    }
+
+
+NODES = nodes_on(NETS["test_a_rebuilt_first_control_plane_joins_instead_of_bootstrapping_again"])
+NODES_ROLLOUT = nodes_on(NETS["test_a_change_rolls_out_one_node_at_a_time_and_stops_at_an_unhealthy_one"])
 BOOTSTRAP = "Bootstrap etcd"  # the start of the role's task name
 
 
+def render(inventory, env, configs):
+    made = run_playbook("-i", str(inventory), playbook=str(configs), env=env)
+    assert made.returncode == 0, made.stdout[-4000:]
+
+
 @pytest.fixture
-def cluster_site(tmp_path, twin_binary, talosctl):  # noqa: F811
+def cluster_site(request, tmp_path, twin_binary, talosctl):  # noqa: F811
     """A trimmed lab inventory with its configs rendered, a twin serving its nodes, and a playbook running
-    the role talos_cluster on them."""
-    inventory = copy_inventory(tmp_path, "lab", OVERLAY)
+    the role talos_cluster on them (plus, in rollout.yml, playbook 01's rollout plays after it)."""
+    net = NETS[request.node.originalname]
+    nodes = nodes_on(net)
+    inventory = copy_inventory(tmp_path, "lab", overlay(net))
     env = {**lab_env(tmp_path), "TURNKEY_TALOSCTL": talosctl}
     bundle, configs = write_playbooks(tmp_path)
     for playbook in (bundle, configs):
-        made = run_playbook("-i", str(inventory), playbook=str(playbook), env=env)
-        assert made.returncode == 0, made.stdout[-4000:]
+        render(inventory, env, playbook)
+    cluster_play = {"name": "cluster", "hosts": "cluster", "gather_facts": False, "tasks": [{
+        "name": "Talos cluster", "ansible.builtin.include_role": {"name": "turnkey.cluster.talos_cluster"}}]}
     role = tmp_path / "cluster.yml"
-    role.write_text(yaml.safe_dump([{"name": "cluster", "hosts": "cluster", "gather_facts": False, "tasks": [{
-        "name": "Talos cluster", "ansible.builtin.include_role": {"name": "turnkey.cluster.talos_cluster"}}]}]))
-    twin = Twin(twin_binary, tmp_path, NODES)
+    role.write_text(yaml.safe_dump([cluster_play]))
+    # the rollout plays exactly as layer 01 has them (serial, max_fail_percentage), after the role's main tasks
+    layer = yaml.safe_load((REPO / "playbooks" / "01-infrastructure.yml").read_text())
+    (tmp_path / "rollout.yml").write_text(yaml.safe_dump(
+        [cluster_play] + [play for play in layer if "Talos rollout" in play["name"]], sort_keys=False))
+    twin = Twin(twin_binary, tmp_path, nodes)
     twin.extra_args = ["--etcd", tool_path("etcd"), "--kube-apiserver", tool_path("kube-apiserver")]
-    twin.start(*NODES.values())
+    twin.start(*nodes.values())
     try:
         yield twin, inventory, env, role
     finally:
@@ -94,3 +120,82 @@ def test_a_rebuilt_first_control_plane_joins_instead_of_bootstrapping_again(clus
     splits = twin.state / "_cluster" / "split-brain.json"
     assert not splits.exists(), splits.read_text()
     assert "SPLIT BRAIN" not in (twin.root / "twin.log").read_text()
+
+
+CILIUM = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "cilium", "namespace": "kube-system"},
+          "spec": {"selector": {"matchLabels": {"k8s-app": "cilium"}}, "template": {
+              "metadata": {"labels": {"k8s-app": "cilium"}},
+              "spec": {"containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.20.0"}]}}}}
+
+
+def patch_every_node(inventory, patches):
+    """The same talos_config patches for every node (group_vars/all), then a host's own on top."""
+    (inventory / "group_vars" / "all" / "rollout.yml").write_text(yaml.safe_dump(
+        {"talos_config_node_patches": patches}))
+
+
+def rollout_events(stdout):
+    """(step, host) in the order the default callback printed them: 'apply' for a changed apply of the
+    rollout, 'healthy' / 'unhealthy' for the wait after it."""
+    events, current = [], None
+    for line in stdout.splitlines():
+        if line.startswith("TASK ["):
+            current = ("apply" if ": Apply the machine config" in line and "PLAY" not in line else
+                       "health" if "Wait until the batch is healthy" in line else None)
+        elif current == "apply" and line.startswith("changed: ["):
+            events.append(("apply", line.split("[", 1)[1].split("]", 1)[0]))
+        elif current == "health" and line.startswith(("ok: [", "fatal: [")):
+            host = line.split("[", 1)[1].split("]", 1)[0].split(" -> ")[0]
+            events.append(("healthy" if line.startswith("ok") else "unhealthy", host))
+    return events
+
+
+def applies(twin, name):
+    return json.loads((twin.state / name / "state.json").read_text())["applies"]
+
+
+def test_a_change_rolls_out_one_node_at_a_time_and_stops_at_an_unhealthy_one(cluster_site, tmp_path):
+    twin, inventory, env, role = cluster_site
+    kubectl = tool_path("kubectl")
+    kubeconfig = tmp_path / "state" / "kubeconfig"
+    rollout = str(tmp_path / "rollout.yml")
+    run_role(inventory, env, role)
+    # a CNI appears (the twin's stand-in: Cilium's DaemonSet): every node turns Ready
+    subprocess.run([kubectl, "--kubeconfig", str(kubeconfig), "apply", "-f", "-"], input=json.dumps(CILIUM),
+                   text=True, check=True, capture_output=True, timeout=60)
+    configs = tmp_path / "configs.yml"
+
+    # a label for every running node: applied one node at a time, control planes first, healthy in between
+    patch_every_node(inventory, [{"machine": {"nodeLabels": {"turnkey.test/rollout": "one"}}}])
+    render(inventory, env, configs)
+    before = {name: len(applies(twin, name)) for name in NODES_ROLLOUT}
+    done = run_playbook("-i", str(inventory), "-e", "talos_cluster_health_timeout=180", playbook=rollout, env=env,
+                        timeout=900)
+    assert done.returncode == 0, done.stdout[-6000:]
+    assert rollout_events(done.stdout) == [(step, name) for name in NODES_ROLLOUT
+                                           for step in ("apply", "healthy")], done.stdout[-6000:]
+    times = [applies(twin, name)[-1]["time"] for name in NODES_ROLLOUT]
+    assert times == sorted(times) and all(len(applies(twin, n)) == before[n] + 1 for n in NODES_ROLLOUT)
+    labels = {n["metadata"]["name"]: n["metadata"]["labels"] for n in json.loads(subprocess.run(
+        [kubectl, "--kubeconfig", str(kubeconfig), "get", "nodes", "-o", "json"], check=True, capture_output=True,
+        text=True, timeout=60).stdout)["items"]}
+    assert all(labels[name]["turnkey.test/rollout"] == "one" for name in NODES_ROLLOUT), labels
+
+    # cp2's new config names a kubelet image that cannot be pulled: cp1 goes through, cp2 does not come
+    # back healthy, the rollout stops naming it, cp3 and worker1 keep their config
+    patch_every_node(inventory, [{"machine": {"nodeLabels": {"turnkey.test/rollout": "two"}}}])
+    (inventory / "host_vars" / "cp2.yml").write_text(yaml.safe_dump({
+        "node_ip": NODES_ROLLOUT["cp2"],
+        "talos_config_node_patches": [{"machine": {"nodeLabels": {"turnkey.test/rollout": "two"},
+                                                   "kubelet": {"image": "ghcr.io/siderolabs/kubelet:broken"}}}]}))
+    render(inventory, env, configs)
+    before = {name: len(applies(twin, name)) for name in NODES_ROLLOUT}
+    stopped = run_playbook("-i", str(inventory), "-e", "talos_cluster_rollout_timeout=10", playbook=rollout,
+                           env=env, timeout=900)
+    assert stopped.returncode != 0
+    assert rollout_events(stopped.stdout) == [("apply", "cp1"), ("healthy", "cp1"), ("apply", "cp2"),
+                                              ("unhealthy", "cp2")], stopped.stdout[-6000:]
+    assert "rollout stopped at cp2: not healthy after the new config" in stopped.stdout
+    assert "nodes not Ready: cp2 (NodeStatusUnknown" in stopped.stdout
+    assert {name: len(applies(twin, name)) - before[name] for name in NODES_ROLLOUT} == \
+        {"cp1": 1, "cp2": 1, "cp3": 0, "worker1": 0}
