@@ -239,8 +239,8 @@ def retire_key(previous, material):
     if previous is None:
         return material
     old = previous["data"]
-    retired = list(old.get("retired_keys", [])) + [{"private_key": old["private_key"],
-                                                     "certificate": old["certificate"]}]
+    retired = list(old.get("retired_keys", []))
+    retired.append({"private_key": old["private_key"], "certificate": old["certificate"]})
     return {"data": dict(material["data"], retired_keys=retired)}
 
 
