@@ -259,7 +259,7 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.proxmox_vm_plan im
 def routable(address):
     """The address as text, or None for a link-local one (every IPv6 link has one) or garbage."""
     try:
-        parsed = ipaddress.ip_address(str(address).split("%")[0])
+        parsed = ipaddress.ip_address(str(address).split("%", maxsplit=1)[0])
     except ValueError:
         return None
     return None if parsed.is_link_local else str(parsed)
