@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import node_args
+from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import call_talosctl, node_args
 
 
 def member_hostnames(table):
@@ -21,7 +21,7 @@ def member_hostnames(table):
 def etcd_members(module, talosctl, talosconfig, ip, endpoint=None):
     """(member hostnames, None) as the control plane at ip's own etcd lists them, or ([], its error)."""
     args = [talosctl, "etcd", "members"] + node_args(talosconfig, ip, endpoint)
-    rc, out, err = module.run_command(args, environ_update={"LC_ALL": "C"})
+    rc, out, err = call_talosctl(module, args, "etcd members on %s" % ip)
     if rc != 0:
         return [], ((err or out).strip().splitlines() or ["no answer"])[-1]
     members = member_hostnames(out)

@@ -84,6 +84,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.turnkey.cluster.plugins.module_utils.talos_etcd import etcd_members
 from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
+    call_talosctl,
     find_talosctl,
     node_args,
     talos_argument_spec,
@@ -93,11 +94,10 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.talosctl import (
 ALREADY = ("AlreadyExists", "etcd data directory is not empty")
 # What a node that is still starting answers: worth retrying until the timeout.
 NOT_YET = ("bootstrap is not available yet", "code = Unavailable")
-ENV = {"LC_ALL": "C"}
 
 
-def answers(module, talosctl, args):
-    rc, out, err = module.run_command([talosctl] + args, environ_update=ENV)
+def answers(module, talosctl, args, what):
+    rc, out, err = call_talosctl(module, [talosctl] + args, what)
     return rc == 0, ((err or out).strip().splitlines() or ["no answer"])[-1]
 
 
@@ -113,11 +113,12 @@ def survey(module, talosctl, candidates):
             return {ip: ("members", members)}
         # no members: a configured node without etcd, one in maintenance mode, or no answer at all
         connection = node_args(p["talosconfig"], ip, endpoint)
-        configured, why = answers(module, talosctl, ["version"] + connection)
+        configured, why = answers(module, talosctl, ["version"] + connection, "version on %s" % ip)
         if configured:
             found[ip] = ("configured", None)
             continue
-        maintenance, _ = answers(module, talosctl, ["version", "--insecure"] + connection)
+        maintenance, _ = answers(module, talosctl, ["version", "--insecure"] + connection,
+                                 "version --insecure on %s" % ip)
         found[ip] = ("maintenance", None) if maintenance else ("silent", why)
     return found
 
@@ -125,7 +126,7 @@ def survey(module, talosctl, candidates):
 def bootstrap(module, talosctl, node, deadline):
     connection = node_args(module.params["talosconfig"], node, module.params["endpoint"])
     while True:
-        rc, out, err = module.run_command([talosctl, "bootstrap"] + connection, environ_update=ENV)
+        rc, out, err = call_talosctl(module, [talosctl, "bootstrap"] + connection, "bootstrap on %s" % node)
         text = (err or out).strip()
         if rc == 0:
             module.exit_json(changed=True, bootstrapped=True, node=node, members_on=None, members=[])

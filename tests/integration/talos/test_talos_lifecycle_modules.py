@@ -322,3 +322,10 @@ def test_a_node_that_never_answers_fails_by_name_within_the_timeout(talosctl, si
                                       "dest": str(tmp_path / "kubeconfig"), "talosctl_timeout": 3}, fails=True)
     assert fetch["msg"].startswith("talosctl kubeconfig from %s gave no answer within 3 s" % silent_node)
     assert not (tmp_path / "kubeconfig").exists()
+    bootstrap = task("talos_bootstrap", {"node": silent_node, "talosconfig": talosconfig, "talosctl_timeout": 3},
+                     fails=True)
+    assert bootstrap["msg"].startswith("talosctl etcd members on %s gave no answer within 3 s" % silent_node)
+    health = task("talos_health", {"kubeconfig": str(tmp_path / "kubeconfig"), "talosconfig": talosconfig,
+                                   "controlplane_nodes": [{"name": "cp1", "ip": silent_node}], "nodes": ["cp1"],
+                                   "timeout": 30, "interval": 1, "talosctl_timeout": 3}, fails=True)
+    assert health["msg"].startswith("talosctl etcd members on %s gave no answer within 3 s" % silent_node)
