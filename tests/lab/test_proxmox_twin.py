@@ -150,7 +150,8 @@ def access_roles_users_tokens_and_acls(lab):
 
 def download_url_imports_a_factory_image(lab):
     api = pve(lab)
-    schematic = requests.post(f"{FACTORY}/schematics", data=b"{}", verify=ca(lab), timeout=10).json()["id"]
+    schematic = requests.post(f"{FACTORY}/schematics", verify=ca(lab), timeout=10, json={"customization": {
+        "systemExtensions": {"officialExtensions": ["siderolabs/qemu-guest-agent"]}}}).json()["id"]
     url = f"{FACTORY}/image/{schematic}/v1.13.9/nocloud-amd64.qcow2"
     upid = api.nodes("pve").storage("local")("download-url").post(url=url, content="import", filename="talos.qcow2")
     assert upid.startswith("UPID:pve:") and ":download:talos.qcow2:root@pam!lab:" in upid

@@ -238,6 +238,9 @@ class Qemu:
                 identity[key] = config[key]
         images = [r for v in self.twin.disks.volumes_of(config) for r in [self.twin.volume(v)] if r]
         identity["images"] = [r["imported_from"] for r in images if r.get("imported_from")]
+        # Talos runs the guest agent only when its image has the extension (the download asked the factory)
+        identity["guest_agent"] = not any((self.twin.volume(v) or {}).get("guest_agent") is False
+                                          for v in identity["images"])
         return identity
 
     def _start(self, vmid: int, log) -> None:
@@ -440,7 +443,7 @@ class Qemu:
             raise HttpError(500, "No QEMU guest agent configured")
         net = vm.get("network") or {}
         booting = time.time() - (vm.get("started") or 0) < self.twin.latency.seconds("agent_boot")
-        if not net.get("ip") or booting:
+        if not net.get("ip") or booting or net.get("guest_agent") is False:
             raise HttpError(500, "QEMU guest agent is not running")
         lo = {"name": "lo", "hardware-address": "00:00:00:00:00:00",
               "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]}

@@ -92,7 +92,8 @@ class Storage:
         def work(log):
             path = f"{STORAGES[storage].get('path', '')}/{SUBDIR[content]}/{filename}"
             log(f"downloading {params['url']} to {path}")
-            data = self._fetch(params["url"], params.get("verify-certificates", "1") in ("1", "true", "yes", "on"))
+            verify = params.get("verify-certificates", "1") in ("1", "true", "yes", "on")
+            data = self._fetch(params["url"], verify)
             self.twin.latency.sleep("download")
             self.twin.latency.sleep("download_per_mib", len(data) / 1024 ** 2)
             log(f"download of '{params['url']}' to '{path}' finished ({len(data)} bytes)")
@@ -101,16 +102,31 @@ class Storage:
                 if got != params["checksum"].lower():
                     raise TaskError(f"checksum mismatch: got '{got}' != expect '{params['checksum']}'")
                 log("checksum verified")
+            agent = self._guest_agent(params["url"], verify)
             with self.twin.locks.hold(storage_lock(storage), "storage_lock_timeout"), \
                     self.twin.store.change() as state:
                 state["volumes"][storage][volid] = {
                     "volid": volid, "format": filename.rsplit(".", 1)[-1], "size": len(data), "content": content,
                     "ctime": int(time.time()), "url": params["url"],
                     # A Talos disk image is ~1.2 GiB virtual; an import makes a disk at least that big.
-                    "virtual_size": 2 * GIB, "sha256": hashlib.sha256(data).hexdigest()}
+                    "virtual_size": 2 * GIB, "sha256": hashlib.sha256(data).hexdigest(),
+                    **({"guest_agent": agent} if agent is not None else {})}
 
         upid = self.twin.tasks.start("download", filename, request.context["who"].name, work)
         return self.twin.ok(upid)
+
+    def _guest_agent(self, url: str, verify: bool) -> bool | None:
+        """Whether a Talos image from the Image Factory runs the QEMU guest agent: only with the
+        siderolabs/qemu-guest-agent extension in its schematic (asked of the factory). None: not a factory
+        image, or the factory does not say."""
+        factory = re.match(r"(https://[^/]+)/image/([0-9a-f]{64})/", url)
+        if not factory:
+            return None
+        try:
+            schematic = self._fetch(f"{factory[1]}/schematics/{factory[2]}", verify).decode(errors="replace")
+        except TaskError:
+            return None
+        return "siderolabs/qemu-guest-agent" in schematic
 
     def _fetch(self, url: str, verify: bool) -> bytes:
         context = ssl.create_default_context(cafile=self.ca_file)
