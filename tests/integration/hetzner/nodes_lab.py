@@ -121,3 +121,12 @@ def throttled(results):
         for item in outcome.get("results") or [outcome]:
             total += (item.get("hcloud_rate_limit") or {}).get("throttled", 0)
     return total
+
+
+def waited(results):
+    """Seconds the hcloud modules of a run spent waiting for the rate limit (their own report)."""
+    total = 0.0
+    for _name, _host, outcome in results:
+        for item in outcome.get("results") or [outcome]:
+            total += (item.get("hcloud_rate_limit") or {}).get("waited", 0.0)
+    return total
