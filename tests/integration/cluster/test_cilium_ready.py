@@ -76,8 +76,9 @@ def test_the_role_waits_for_every_agent_and_the_operator(run, control_plane):
 
     # Every agent Ready and the operator available: the layer may go on, and nothing changes.
     report_agent_ready(found, kubeconfig, "node-b")
+    available = {"status": {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2}}
     kube(found, kubeconfig, "patch", "deployment", "cilium-operator", "-n", "kube-system", "--subresource=status",
-         "--type=merge", "-p", json.dumps({"status": {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2}}))
+         "--type=merge", "-p", json.dumps(available))
     healthy = run()
     assert healthy.returncode == 0, healthy.stdout[-3000:]
     assert recap(healthy.stdout)["localhost"]["changed"] == 0, healthy.stdout[-3000:]
