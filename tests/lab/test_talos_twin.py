@@ -44,16 +44,19 @@ def twin_binary() -> str:
 
 
 class Twin:
-    def __init__(self, binary: str, root: Path, nodes: dict[str, str]):
+    def __init__(self, binary: str, root: Path, nodes: dict[str, str], user_data: dict[str, Path] | None = None):
         self.binary, self.root = binary, root
         self.nodes_file, self.state = root / "nodes.json", root / "state"
         self.proc: subprocess.Popen | None = None
         self.extra_args: list[str] = []  # e.g. --etcd/--kube-apiserver for the control plane behind bootstrap
+        self.user_data = user_data or {}  # by node name: a cloud server's user data file, read at boot
         self.write_nodes(nodes)
 
     def write_nodes(self, nodes: dict[str, str]) -> None:
         tmp = self.nodes_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([{"name": name, "ip": ip} for name, ip in nodes.items()]))
+        tmp.write_text(json.dumps([{"name": name, "ip": ip, **({"user_data": str(self.user_data[name])}
+                                                                if name in self.user_data else {})}
+                                   for name, ip in nodes.items()]))
         tmp.replace(self.nodes_file)
 
     def start(self, *ips: str) -> None:

@@ -22,7 +22,10 @@ from tests.playbook_runner import REPO, copy_inventory, lab_env, run_playbook, t
 
 # Each test its own /24 (pytest -n 2 may run them at once; every node binds its address).
 NETS = {"test_a_rebuilt_first_control_plane_joins_instead_of_bootstrapping_again": "127.94.1",
-        "test_a_change_rolls_out_one_node_at_a_time_and_stops_at_an_unhealthy_one": "127.94.2"}
+        "test_a_change_rolls_out_one_node_at_a_time_and_stops_at_an_unhealthy_one": "127.94.2",
+        "test_a_worker_booted_from_its_user_data_is_reached_after_the_control_planes": "127.94.3"}
+# Tests whose worker1 boots configured from its rendered config as user data (a Hetzner server).
+USER_DATA_WORKER = {"test_a_worker_booted_from_its_user_data_is_reached_after_the_control_planes"}
 
 
 def nodes_on(net):
@@ -69,7 +72,9 @@ def cluster_site(request, tmp_path, twin_binary, talosctl):  # noqa: F811
     layer = yaml.safe_load((REPO / "playbooks" / "01-infrastructure.yml").read_text())
     (tmp_path / "rollout.yml").write_text(yaml.safe_dump(
         [cluster_play] + [play for play in layer if "Talos rollout" in play["name"]], sort_keys=False))
-    twin = Twin(twin_binary, tmp_path, nodes)
+    user_data = ({"worker1": tmp_path / "state" / "talos" / "worker1.yaml"}
+                 if request.node.originalname in USER_DATA_WORKER else {})
+    twin = Twin(twin_binary, tmp_path, nodes, user_data)
     twin.extra_args = ["--etcd", tool_path("etcd"), "--kube-apiserver", tool_path("kube-apiserver")]
     twin.start(*nodes.values())
     try:
@@ -120,6 +125,21 @@ def test_a_rebuilt_first_control_plane_joins_instead_of_bootstrapping_again(clus
     splits = twin.state / "_cluster" / "split-brain.json"
     assert not splits.exists(), splits.read_text()
     assert "SPLIT BRAIN" not in (twin.root / "twin.log").read_text()
+
+
+def test_a_worker_booted_from_its_user_data_is_reached_after_the_control_planes(cluster_site):
+    """worker1 never waits in maintenance mode: it booted with its config and serves its API only once a
+    control plane's trustd can issue its certificate. The role applies the control planes first, then
+    finds worker1 configured (nothing to apply) and every node registers."""
+    _twin, inventory, env, role = cluster_site
+    results = run_role(inventory, env, role)
+    plans = {host: result for task, host, result in results
+             if "Find whether the node is a new machine" in task and not result.get("skipped")}
+    assert plans["worker1"]["maintenance"] is False
+    assert all(plans[name]["maintenance"] for name in ("cp1", "cp2", "cp3"))
+    applied = [host for task, host, result in results if "Apply the machine config" in task
+               and result.get("changed")]
+    assert sorted(applied) == ["cp1", "cp2", "cp3"], applied
 
 
 CILIUM = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "cilium", "namespace": "kube-system"},
