@@ -71,7 +71,8 @@ options:
     description: Name of a placement group to create the server in.
     type: str
   labels:
-    description: The server's labels (replaced as a whole, I(owner_labels) always among them). Left alone when not given.
+    description:
+      - The server's labels (replaced as a whole, I(owner_labels) always among them). Left alone when not given.
     type: dict
   owner_labels:
     description:
