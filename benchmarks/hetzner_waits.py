@@ -41,7 +41,7 @@ def measure(lab: Lab) -> list[dict]:
     lab.play([snapshot_task()])  # built once; the storm below hits the lookup of a snapshot that exists
 
     lab.lab("POST", "/_lab/faults", {"kind": "rate_limit_storm", "count": 2})
-    took, locations = timed(lambda: lab.client.locations.get_all())
+    took, locations = timed(lab.client.locations.get_all)
     rows.append({"case": "library_429", "seconds": took, "storm": 2, "ok": len(locations) == 3})
 
     lab.lab("POST", "/_lab/faults", {"kind": "rate_limit_storm", "count": 4})
@@ -51,9 +51,9 @@ def measure(lab: Lab) -> list[dict]:
                  "ok": limit["throttled"] == 4})
 
     lab.lab("POST", "/_lab/faults", {"kind": "stuck_initializing", "match": "bench-stuck"})
-    stuck = {"name": "Stuck", "turnkey.cluster.hcloud_server": {"name": "bench-stuck", "image": "debian-12",
-                                                               "server_type": "cx22", "location": "fsn1",
-                                                               "state": "started", "timeout": 3}}
+    stuck_server = {"name": "bench-stuck", "image": "debian-12", "server_type": "cx22", "location": "fsn1",
+                    "state": "started", "timeout": 3}
+    stuck = {"name": "Stuck", "turnkey.cluster.hcloud_server": stuck_server}
     took, results = timed(lambda: lab.play([stuck], expect_failure=True))
     rows.append({"case": "stuck_server", "seconds": took, "timeout_s": 3,
                  "ok": (results["Stuck"].get("hcloud_error") or {}).get("code") == "timeout"})

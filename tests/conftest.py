@@ -9,7 +9,15 @@ group under pytest 9: xdist renames items through an attribute pytest 9 no longe
 
 from __future__ import annotations
 
+import sys
+
 import pytest
+
+from tests.playbook_runner import REPO
+
+# The collection's own code (ansible_collections.turnkey.cluster...) is importable in every test.
+if str(REPO / "collections") not in sys.path:
+    sys.path.insert(0, str(REPO / "collections"))
 
 _FAILED_STEP = pytest.StashKey[str]()
 

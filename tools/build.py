@@ -515,8 +515,8 @@ def main(argv=None):
                 say("%-15s %-9s built in %s  %s" % (name, version, duration(seconds), path))
         write_index(versions)
     if missing:
-        say("done in %s: %d built, %d present, %d failed" % (duration(time.monotonic() - started), built, present,
-                                                            len(failures)))
+        took = duration(time.monotonic() - started)
+        say("done in %s: %d built, %d present, %d failed" % (took, built, present, len(failures)))
     if failures:
         print("tools/build: %d tool(s) failed; see the logs named above" % len(failures), file=sys.stderr)
         return 1

@@ -117,8 +117,8 @@ def survey(module, talosctl, candidates):
         if configured:
             found[ip] = ("configured", None)
             continue
-        maintenance, _ = answers(module, talosctl, ["version", "--insecure"] + connection,
-                                 "version --insecure on %s" % ip)
+        maintenance, _output = answers(module, talosctl, ["version", "--insecure"] + connection,
+                                       "version --insecure on %s" % ip)
         found[ip] = ("maintenance", None) if maintenance else ("silent", why)
     return found
 

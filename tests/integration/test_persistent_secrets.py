@@ -210,8 +210,8 @@ def test_talosctl_from_the_role_variable(lab_inventory, tmp_path):
     inventory, env = lab_inventory
     marker = tmp_path / "called"
     wrapper = tmp_path / "my-talosctl"
-    wrapper.write_text("#!/bin/sh\ntouch %s\nexec %s \"$@\"\n" % (marker, built_tools("TURNKEY_TALOSCTL")
-                                                                 ["TURNKEY_TALOSCTL"]))
+    talosctl = built_tools("TURNKEY_TALOSCTL")["TURNKEY_TALOSCTL"]
+    wrapper.write_text("#!/bin/sh\ntouch %s\nexec %s \"$@\"\n" % (marker, talosctl))
     wrapper.chmod(0o700)
     run = run_playbook("-i", str(inventory), "-e", "persistent_secrets_talosctl=%s" % wrapper, env=env)
     assert run.returncode == 0, run.stdout[-3000:]

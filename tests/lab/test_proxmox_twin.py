@@ -320,7 +320,7 @@ def lost_answer_after_a_clone_and_a_second_agent_address(lab):
                       30, 0.05)
     assert cloned[0]["name"] == "lost-answer"  # it happened all the same
     add_fault(lab, kind="agent_extra_address", match="101", address="192.168.1.77", count=0)
-    twice = [api.nodes("pve").qemu(101).agent("network-get-interfaces").get()["result"][1] for _ in range(2)]
+    twice = [api.nodes("pve").qemu(101).agent("network-get-interfaces").get()["result"][1] for _attempt in range(2)]
     clear_faults(lab)
     assert all([a["ip-address"] for a in eth0["ip-addresses"]] == ["127.2.1.1", "192.168.1.77"] for eth0 in twice)
     eth0 = api.nodes("pve").qemu(101).agent("network-get-interfaces").get()["result"][1]

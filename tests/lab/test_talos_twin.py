@@ -54,9 +54,11 @@ class Twin:
 
     def write_nodes(self, nodes: dict[str, str]) -> None:
         tmp = self.nodes_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([{"name": name, "ip": ip, **({"user_data": str(self.user_data[name])}
-                                                                if name in self.user_data else {})}
-                                   for name, ip in nodes.items()]))
+        entries = [{"name": name, "ip": ip} for name, ip in nodes.items()]
+        for entry in entries:
+            if entry["name"] in self.user_data:
+                entry["user_data"] = str(self.user_data[entry["name"]])
+        tmp.write_text(json.dumps(entries))
         tmp.replace(self.nodes_file)
 
     def start(self, *ips: str) -> None:

@@ -189,7 +189,7 @@ class TestLayer01ProxmoxNodesOnTheLab:
         for run in (site.run("--tags", "infrastructure"),
                     site.run("-e", "teardown_confirm=lab", playbook="playbooks/teardown.yml")):
             failures = re.findall(r"fatal: \[(\S+)\]: FAILED! => (.*)", run.stdout)
-            assert [host for host, _ in failures] == ["worker3"], run.stdout[-4000:]
+            assert [host for host, _message in failures] == ["worker3"], run.stdout[-4000:]
             assert refusal in failures[0][1]
             vm = site.vms()[2002]
             assert (vm["name"], vm["tags"], vm["status"]) == ("someone-else", "prod", "stopped")

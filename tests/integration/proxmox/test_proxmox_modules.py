@@ -270,7 +270,7 @@ def vm_ambiguous_clone_answer_is_read_back_not_cloned_again(lab: Lab):
 
 def vm_half_made_clone_is_completed_by_the_next_run(lab: Lab):
     """The clone lands, its follow-up config (identity, cloud-init drive) fails: the next run finishes it."""
-    node = dict(NODE, name="w4", ip="127.2.2.4/16", owner_tag="lab")
+    node = {**NODE, "name": "w4", "ip": "127.2.2.4/16", "owner_tag": "lab"}
     task = vm_task(204, clone_from=TEMPLATE, state="started", disk_gb=4, **node)
     lab.fault(kind="http_5xx", status=500, match="PUT /api2/json/nodes/pve/qemu/204/config",
               message="unable to open file - Input/output error")
@@ -299,10 +299,10 @@ def vm_half_made_clone_is_completed_by_the_next_run(lab: Lab):
 
 def vm_foreign_vm_on_the_id_is_refused(lab: Lab):
     """A VM this run cannot prove is its own (name and owner tag) is neither changed nor destroyed."""
-    code, _ = lab.one(vm_task(205, import_from=lab.volid, name="someone-else", tags=["prod"], state="present"))
+    code, _made = lab.one(vm_task(205, import_from=lab.volid, name="someone-else", tags=["prod"], state="present"))
     assert code == 0
     before = pve_config(lab, 205)
-    for task in (vm_task(205, clone_from=TEMPLATE, state="started", owner_tag="lab", **dict(NODE, name="w5")),
+    for task in (vm_task(205, clone_from=TEMPLATE, state="started", owner_tag="lab", **{**NODE, "name": "w5"}),
                  vm_task(205, name="w5", owner_tag="lab", state="absent"),
                  vm_task(205, name="someone-else", owner_tag="lab", state="absent")):
         code, refused = lab.one(task)
@@ -323,7 +323,7 @@ def vm_template_of_another_image_is_refused_and_not_cloned_from(lab: Lab):
     assert code != 0 and lab.volid in refused["msg"] and other in refused["msg"], refused
     assert refused["template_image"] == lab.volid and refused["wanted_image"] == other
     start = len(lab.lab_get(PVE, "requests"))
-    code, refused = lab.one(vm_task(206, clone_from=TEMPLATE, image=other, state="started", **dict(NODE, name="w6")))
+    code, refused = lab.one(vm_task(206, clone_from=TEMPLATE, image=other, state="started", **{**NODE, "name": "w6"}))
     assert code != 0 and "nodes are not cloned from an older image" in refused["msg"]
     assert clone_posts(lab, start) == [] and "206" not in lab.lab_get(PVE, "vms")
 
@@ -345,7 +345,7 @@ def vm_boot_wait_fails_on_an_extra_address_and_names_a_silent_agent(lab: Lab):
     # The empty schematic's image has no guest-agent extension: Talos runs no agent, the wait says why.
     no_agent = f"local:import/talos-{EMPTY_ID[:12]}-{VERSION}-nocloud-amd64.qcow2"
     code, silent = lab.one(vm_task(207, import_from=no_agent, state="started", wait_agent=2, owner_tag="lab",
-                                   **dict(NODE, name="w7", ip="127.2.2.7/16")))
+                                   **{**NODE, "name": "w7", "ip": "127.2.2.7/16"}))
     assert code != 0 and "siderolabs/qemu-guest-agent" in silent["msg"] and "w7" in silent["msg"], silent
     code, removed = lab.one(vm_task(207, name="w7", owner_tag="lab", state="absent"))
     assert code == 0 and removed["changes"] == ["destroy"]

@@ -110,8 +110,8 @@ REGISTRY_PASSWORD, IDENTITY_TOKEN = "registry-password-hunter2", "identity-token
 WG_PRIVATE = "cGFzc3dvcmRwYXNzd29yZHBhc3N3b3JkcGFzc3dvcmQ="
 WG_PRESHARED = "c2hhcmVkc2VjcmV0c2hhcmVkc2VjcmV0c2hhcmVkc2U="
 SECRET_PATCHES = [
-    {"machine": {"registries": {"config": {"registry.example.com": {"auth": {"username": "robot",
-                                                                              "password": REGISTRY_PASSWORD}}}}}},
+    {"machine": {"registries": {"config": {"registry.example.com": {
+        "auth": {"username": "robot", "password": REGISTRY_PASSWORD}}}}}},
     {"apiVersion": "v1alpha1", "kind": "RegistryAuthConfig", "name": "ghcr.io", "identityToken": IDENTITY_TOKEN},
     {"apiVersion": "v1alpha1", "kind": "WireguardConfig", "name": "wg0", "privateKey": WG_PRIVATE,
      "listenPort": 51820, "peers": [{"publicKey": "8ll5ELCTHvMvLzRT3B8HqwZ9rwzfFc0DRhF5ow7X1jE=",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tests.store_access  # noqa: F401 - puts the collection on sys.path
 from ansible_collections.turnkey.cluster.plugins.filter.csi_volumes import csi_volumes
 
 DRIVER = "csi.proxmox.sinextra.dev"

@@ -8,7 +8,6 @@ import stat
 
 import pytest
 
-import tests.store_access  # noqa: F401 - puts the collection on sys.path
 from ansible_collections.turnkey.cluster.plugins.module_utils import private_files, talosctl
 from ansible_collections.turnkey.cluster.plugins.plugin_utils import private_files as controller_private_files
 

@@ -6,8 +6,6 @@ import importlib
 
 import pytest
 
-from tests import store_access  # noqa: F401 - importing it puts the collection on sys.path
-
 vm_plan = importlib.import_module("ansible_collections.turnkey.cluster.plugins.module_utils.proxmox_vm_plan")
 PlanError = vm_plan.PlanError
 

@@ -7,7 +7,6 @@ import difflib
 
 import pytest
 
-import tests.store_access  # noqa: F401 - puts the collection on sys.path
 from ansible_collections.turnkey.cluster.plugins.module_utils.talos_redact import Redactor, is_shown
 
 SECRETS = ("hunter2-registry-password", "dXNlcjpodW50ZXIy", "identity-token-xyz",
