@@ -461,6 +461,8 @@ def test_a_talos_server_with_its_config_as_user_data_boots_configured(make_lab, 
         NetworkSubnet(type="cloud", ip_range="127.89.3.0/24", network_zone="eu-central")])
     builder = client.servers.create(name="builder", server_type=ServerType(name="cx22"), image=Image(name="debian-12"))
     builder.action.wait_until_finished()
+    for action in builder.next_actions:  # start_server: the server stays locked until it ran, as on Hetzner
+        action.wait_until_finished()
     snap = client.servers.get_by_id(builder.server.id).create_image(labels={"os": "talos"})
     snap.action.wait_until_finished()
     config = (gen / "controlplane.yaml").read_text()
