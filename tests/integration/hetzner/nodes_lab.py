@@ -5,15 +5,29 @@ Credentials reach ansible through the environment or the lab's credentials.json 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 
+import pytest
 import requests
 import yaml
 from hcloud import Client
 
 from tests.playbook_runner import copy_inventory, run_playbook, task_results
+
+
+@contextlib.contextmanager
+def hetzner_lab(make_class_lab, net):
+    """A lab with the Hetzner and Image Factory twins on `net`; requests (the hcloud library) verifies
+    with REQUESTS_CA_BUNDLE, which a session's `verify` loses to, so it points at the lab CA meanwhile."""
+    handle = make_class_lab(net)
+    handle.run("up", "--profile", "fast", "--components", "hetzner,image_factory")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REQUESTS_CA_BUNDLE", str(handle.root / "pki" / "ca.pem"))
+        yield handle
+
 
 NET = "127.87"
 BASE = f"https://{NET}.0.4:8443"

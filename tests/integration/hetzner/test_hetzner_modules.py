@@ -21,7 +21,7 @@ from hcloud.images import Image
 from hcloud.locations import Location
 from hcloud.server_types import ServerType
 
-from tests.integration.hetzner.nodes_lab import NodesLab
+from tests.integration.hetzner.nodes_lab import NodesLab, hetzner_lab
 
 pytestmark = pytest.mark.lab
 
@@ -237,11 +237,7 @@ def contract(lab: Lab):
 
 @pytest.fixture(scope="class")
 def lab(make_class_lab, tmp_path_factory):
-    handle = make_class_lab(NET)
-    handle.run("up", "--profile", "fast", "--components", "hetzner,image_factory")
-    # requests (the library in this test) verifies with this variable; a session's `verify` loses to it.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REQUESTS_CA_BUNDLE", str(handle.root / "pki" / "ca.pem"))
+    with hetzner_lab(make_class_lab, NET) as handle:
         yield Lab(handle, tmp_path_factory.mktemp("modules"))
 
 

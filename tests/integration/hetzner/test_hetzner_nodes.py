@@ -22,7 +22,7 @@ from hcloud.images import Image
 from hcloud.locations import Location
 from hcloud.server_types import ServerType
 
-from tests.integration.hetzner.nodes_lab import NodesLab, throttled, waited
+from tests.integration.hetzner.nodes_lab import NodesLab, hetzner_lab, throttled, waited
 
 pytestmark = pytest.mark.lab
 
@@ -399,10 +399,7 @@ def contract(lab: NodesLab):
 
 @pytest.fixture(scope="class")
 def lab(make_class_lab, tmp_path_factory):
-    handle = make_class_lab(NET)
-    handle.run("up", "--profile", "fast", "--components", "hetzner,image_factory")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REQUESTS_CA_BUNDLE", str(handle.root / "pki" / "ca.pem"))
+    with hetzner_lab(make_class_lab, NET) as handle:
         yield NodesLab(handle, tmp_path_factory.mktemp("nodes"))
 
 
