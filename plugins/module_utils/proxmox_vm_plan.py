@@ -168,6 +168,10 @@ def plan(spec, current, template=None):
     result = Plan()
     vmid = spec["vmid"]
     if spec["state"] == "absent":
+        if not (spec.get("name") or spec.get("owner_tag")):
+            raise PlanError("VM %s: state=absent needs name or owner_tag (or both) to prove the VM on the id is "
+                            "one this run manages; without them any VM there would be destroyed, so nothing was "
+                            "removed" % vmid, vmid=vmid)
         if current is None:
             return result
         check_owner(spec, current["config"])

@@ -39,13 +39,18 @@ options:
     type: int
     required: true
   name:
-    description: VM name, the node's hostname (a DNS label). Required unless O(state=absent).
+    description:
+      - VM name, the node's hostname (a DNS label). Required unless O(state=absent).
+      - With O(state=absent), O(name) or O(owner_tag) (or both) is required; the VM on O(vmid) is destroyed
+        only when it matches them.
     type: str
   state:
     description:
       - V(present) - the VM exists with this shape (power state untouched); V(started) / V(stopped) - and
         is running / stopped; V(template) - and is a template (stopped first); V(absent) - it does not exist
         (stopped first, disks purged).
+      - V(absent) without O(name) and O(owner_tag) is refused before anything is touched, whether a VM is on
+        O(vmid) or not - nothing would prove that VM is one this caller manages.
     type: str
     choices: [present, started, stopped, template, absent]
     default: present
@@ -187,9 +192,11 @@ EXAMPLES = r"""
     nameservers: "{{ cluster_network.dns_servers }}"
     searchdomain: "{{ cluster_domain }}"
 
-- name: Remove it
+- name: Remove it (only if the VM on 1500 is named cp1 and tagged with the cluster's name)
   turnkey.cluster.proxmox_vm:
     vmid: 1500
+    name: cp1
+    owner_tag: "{{ cluster_name }}"
     state: absent
 """
 

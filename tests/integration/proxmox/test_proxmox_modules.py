@@ -388,7 +388,7 @@ def vm_clone_lock_timeout_is_retried_and_password_login(lab: Lab):
         del lab.env[key]
     lab.env.update(PROXMOX_USER=creds["username"], PROXMOX_PASSWORD=creds["password"])
     try:
-        code, removed = lab.one(vm_task(202, state="absent"))
+        code, removed = lab.one(vm_task(202, name="w1", state="absent"))
     finally:
         lab.env = saved
     assert code == 0 and removed["changed"] and removed["changes"] == ["destroy"], removed.get("msg")
@@ -411,7 +411,11 @@ def vm_stopped_with_module_defaults(lab: Lab):
 
 
 def vm_absent(lab: Lab):
-    task = vm_task(NODE_VM, state="absent")
+    # a bare state=absent proves nothing about the VM on the id: refused, the VM stays
+    code, refused = lab.one(vm_task(NODE_VM, state="absent"))
+    assert code != 0 and "state=absent needs name or owner_tag" in refused["msg"], refused
+    assert pve_config(lab, NODE_VM)["name"] == NODE["name"]
+    task = vm_task(NODE_VM, name=NODE["name"], owner_tag="lab", state="absent")
     code, checked = lab.one(task, check=True)
     assert code == 0 and checked["changed"] and checked["changes"] == ["destroy"]
     code, applied = lab.one(task)
