@@ -17,6 +17,11 @@ description:
     (C(talos-<schematic[:12]>-<version>-<platform>-<arch>.<format>)), so a volume of that name is that
     image; when the storage already lists it nothing is downloaded.
   - Waits for the download task; a failed task fails the module with Proxmox's error and the task log.
+  - The C(download-url) POST is not idempotent (a second one for a file being downloaded starts a second
+    download, for a file already there it fails). After an ambiguous answer (a timeout, a reset, a gateway's
+    5xx - the download may have started) it is not sent again blindly - the node's running download tasks
+    (C(GET /nodes/{node}/tasks?source=active)) are read, one for this file is waited for, and the storage is
+    read again; only when no download of the file ran and the volume is not there is the POST repeated.
 author: turnkey.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - turnkey.cluster.proxmox
@@ -117,9 +122,17 @@ size:
   returned: when the volume exists
   type: int
 upid:
-  description: The download task.
+  description: The download task (after an ambiguous answer, the one found running for the file, if any was).
   returned: when downloaded
   type: str
+retried:
+  description: Transient failures absorbed by retrying a read or a call Proxmox refused before acting (a lock timeout).
+  returned: success
+  type: int
+reread:
+  description: Ambiguous answers to the download POST settled by reading the node's tasks and the storage.
+  returned: success
+  type: int
 task_log:
   description: The task's log lines, on failure.
   returned: failure of the download task
@@ -140,6 +153,28 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.proxmox import (
     ProxmoxError,
     proxmox_argument_spec,
 )
+
+
+def volume_size(client, storage, volid):
+    """The size of the volume as the storage lists it (0 when it does not say), or None when it is not there."""
+    content = client.get(client.node_path("storage", storage, "content"), content="import")
+    sizes = [entry.get("size") or 0 for entry in content or [] if entry.get("volid") == volid]
+    return sizes[0] if sizes else None
+
+
+def download_landed(client, storage, filename, volid, timeout, found):
+    """For run_task, after an ambiguous answer to download-url: did the download take effect? A download
+    task of this file still running is waited for (its failure fails the module, as if it had been
+    answered); then the volume decides. Proxmox names a download task by its file (the UPID's id)."""
+
+    def landed():
+        for task in client.get(client.node_path("tasks"), source="active", typefilter="download") or []:
+            if task.get("id") == filename and task.get("upid"):
+                client.wait_task(task["upid"], timeout, "download of %s" % volid)
+                found["upid"] = task["upid"]
+        return volume_size(client, storage, volid) is not None
+
+    return landed
 
 
 def main():
@@ -172,33 +207,39 @@ def main():
 
     client = ProxmoxClient(module)
     result = dict(changed=False, volid=volid, filename=filename, url=url)
+
+    def done():
+        result.update(retried=client.retried, reread=client.reread)
+        module.exit_json(**result)
+
     try:
-        content = client.get(client.node_path("storage", storage, "content"), content="import")
-        present = [entry for entry in content or [] if entry.get("volid") == volid]
-        if present:
-            result["size"] = present[0].get("size")
-            module.exit_json(**result)
+        size = volume_size(client, storage, volid)
+        if size is not None:
+            result["size"] = size
+            done()
         result["changed"] = True
         if module._diff:
             result["diff"] = dict(before={}, after={"volid": volid, "url": url})
         if module.check_mode:
-            module.exit_json(**result)
+            done()
         request = dict(url=url, content="import", filename=filename)
         request["verify-certificates"] = 1 if params["verify_certificates"] else 0
         if params["checksum"]:
             request["checksum"] = params["checksum"]
             request["checksum-algorithm"] = params["checksum_algorithm"]
+        found = {}
         upid, _status = client.run_task("post", client.node_path("storage", storage, "download-url"),
-                                        "download of %s to %s" % (url, volid), timeout=params["timeout"], **request)
-        result["upid"] = upid
-        content = client.get(client.node_path("storage", storage, "content"), content="import")
-        sizes = [entry.get("size") for entry in content or [] if entry.get("volid") == volid]
-        if sizes:
-            result["size"] = sizes[0]
+                                        "download of %s to %s" % (url, volid), timeout=params["timeout"],
+                                        landed=download_landed(client, storage, filename, volid, params["timeout"],
+                                                               found), **request)
+        if upid or found.get("upid"):
+            result["upid"] = upid or found["upid"]
+        size = volume_size(client, storage, volid)
+        if size is not None:
+            result["size"] = size
     except ProxmoxError as exc:
         client.fail(exc, volid=volid, url=url)
-    result["retried"] = client.retried
-    module.exit_json(**result)
+    done()
 
 
 if __name__ == "__main__":

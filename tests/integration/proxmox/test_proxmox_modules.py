@@ -162,7 +162,8 @@ def image_5xx_burst_is_retried(lab: Lab):
         code, result = lab.one(image_task(schematic_id=EMPTY_ID))
     finally:
         lab.clear_faults()
-    assert code == 0 and result["changed"] and result["retried"] == 2
+    # the download POST is not idempotent: each 503 is settled by reading the node's tasks and the storage
+    assert code == 0 and result["changed"] and result["reread"] == 2 and result["retried"] == 0
     statuses = [r["status"] for r in lab.lab_get(PVE, "requests") if r["path"].endswith("/download-url")]
     assert statuses[-3:] == [503, 503, 200]
 

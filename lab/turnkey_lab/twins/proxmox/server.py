@@ -75,6 +75,7 @@ class ProxmoxTwin(Twin):
         add("GET", "/nodes", self.nodes)
         add("GET", "/nodes/{node}/status", self.node_status)
         add("GET", "/nodes/{node}/network", self.network)
+        add("GET", "/nodes/{node}/tasks", self.task_list)
         add("GET", "/nodes/{node}/tasks/{upid}/status", self.task_status)
         add("GET", "/nodes/{node}/tasks/{upid}/log", self.task_log)
         add("GET", "/cluster/nextid", self.nextid)
@@ -254,6 +255,39 @@ class ProxmoxTwin(Twin):
                 if "Sys.Audit" not in auth.privileges(self.store.data, who, f"/nodes/{node}"):
                     raise HttpError(403, f"Permission check failed (/nodes/{node}, Sys.Audit)")
         return task
+
+    def task_list(self, request: Request) -> Response:
+        """The node's tasks, newest first, as `GET /nodes/{node}/tasks`: `source` archive (finished, the
+        default), active (running; status RUNNING) or all, the filters of the schema; only the caller's own
+        tasks (a user's also its tokens') without Sys.Audit on the node."""
+        node = self.node_or_fail(request)
+        params = request.context["params"]
+        who = request.context["who"]
+        with self.store.lock:
+            auditor = "Sys.Audit" in auth.privileges(self.store.data, who, f"/nodes/{node}")
+            tasks = [dict(task) for task in self.store.data["tasks"].values()]
+        source = params.get("source", "archive")
+        result = []
+        for task in sorted(tasks, key=lambda t: (t["starttime"], t["upid"]), reverse=True):
+            running = task["status"] == "running"
+            own = task["user"] == who.name or (not who.token and task["user"].split("!", 1)[0] == who.user)
+            if (source == "archive" and running) or (source == "active" and not running) or not (own or auditor):
+                continue
+            if any(params.get(key) and str(params[key]) != str(task[field])
+                   for key, field in (("typefilter", "type"), ("vmid", "id"), ("userfilter", "user"))):
+                continue
+            if (params.get("since") and task["starttime"] < int(params["since"])) or (
+                    params.get("until") and task["starttime"] > int(params["until"])):
+                continue
+            if str(params.get("errors", "0")) in ("1", "true") and (running or task["exitstatus"] == "OK"):
+                continue
+            entry = {k: task[k] for k in ("upid", "node", "pid", "pstart", "starttime", "type", "id", "user")}
+            entry["status"] = "RUNNING" if running else task["exitstatus"]
+            if not running:
+                entry["endtime"] = task["endtime"]
+            result.append(entry)
+        start, limit = int(params.get("start", 0)), int(params.get("limit", 50))
+        return self.ok(result[start:start + limit])
 
     def task_status(self, request: Request) -> Response:
         task = self._task(request)
