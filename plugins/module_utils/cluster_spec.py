@@ -504,6 +504,42 @@ def check_hybrid(errors, spec, nodes):
     check_cloud_exposure(errors, hybrid, providers)
 
 
+KV_PATH = re.compile(r"^[a-z0-9][a-z0-9-]*(/[a-z0-9][a-z0-9_.-]*)+$")
+
+
+def check_vault(errors, spec, layer):
+    """The cluster's Vault (layer 02, docs/vault.md): reachable over verified TLS, a sane unseal threshold, and
+    each application secret it holds taken from the store and placed under one app's path."""
+    vault = spec.get("vault") or {}
+    if not vault:
+        if layer in ("services", "configuration"):
+            errors.add("vault", "not set, and layer 02 configures the cluster's Vault",
+                       "add a vault section with deploy (in_cluster or external) and address (docs/spec.md)")
+        return
+    if not str(vault.get("address") or "").startswith("https://"):
+        errors.add("vault.address", "%r is not an https URL" % (vault.get("address"),),
+                   "write it like https://vault.example.com:8200; Vault's tokens and unseal keys never travel in clear")
+    shares, threshold = vault.get("key_shares", 5), vault.get("key_threshold", 3)
+    if isinstance(shares, int) and isinstance(threshold, int) and not 1 <= threshold <= shares <= 20:
+        errors.add("vault.key_threshold", "%s of %s key shares: need 1 <= key_threshold <= key_shares <= 20"
+                   % (threshold, shares), "for example key_shares: 5 and key_threshold: 3")
+    tokens = {str(token.get("name")) for token in (spec.get("secrets_store") or {}).get("tokens") or []}
+    seen = set()
+    for index, secret in enumerate(vault.get("kv_secrets") or []):
+        field = "vault.kv_secrets[%d]" % index
+        path = str(secret.get("path", ""))
+        if not KV_PATH.match(path) or ".." in path.split("/"):
+            errors.add(field + ".path", "%r is not <app>/<name>" % path,
+                       "write it like authentik/bootstrap: External Secrets may read kv/data/<app>/*")
+        if path in seen:
+            errors.add(field + ".path", "kv/%s is listed twice" % path, "give every secret its own path")
+        seen.add(path)
+        if secret.get("name") not in tokens:
+            errors.add(field + ".name",
+                       "%r is not a secret of the store (secrets_store.tokens)" % (secret.get("name"),),
+                       "add it to secrets_store.tokens so layer 00 generates it once, or fix the name")
+
+
 def validate(spec, nodes, layer, environ=None):
     """Runs every rule and returns the list of errors (empty when the spec is valid)."""
     errors = SpecErrors()
@@ -520,6 +556,7 @@ def validate(spec, nodes, layer, environ=None):
     check_providers(errors, spec, nodes)
     check_talos_image(errors, spec.get("talos_image") or {})
     check_hybrid(errors, spec, nodes)
+    check_vault(errors, spec, layer)
     providers = {p for node in nodes for p in node.get("providers") or []}
     check_credentials(errors, spec, layer, environ, providers)
     return list(errors)
