@@ -37,6 +37,7 @@ type fleet struct {
 	lastBytes []byte
 	issuers   sync.Map
 	cp        *controlPlane // nil-safe: set by main
+	stopped   bool          // stopAll ran: no node is served again (profile.go)
 }
 
 func newFleet(stateDir string, port int) *fleet {
@@ -139,7 +140,10 @@ func (f *fleet) sync(path string) error {
 			continue
 		}
 
-		f.servers[ip].Stop()
+		if srv := f.servers[ip]; srv != nil { // nil while the node installs and reboots
+			srv.Stop()
+		}
+
 		delete(f.servers, ip)
 		delete(f.nodes, ip)
 		log.Printf("talos-twin: node %s (%s) removed", n.name, ip)
@@ -217,6 +221,8 @@ func (f *fleet) serve(n *node) (*grpc.Server, error) {
 func (f *fleet) stopAll() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+
+	f.stopped = true
 
 	for ip, srv := range f.servers {
 		srv.Stop()

@@ -112,6 +112,34 @@ var pullableTag = regexp.MustCompile(`^v\d+\.\d+\.\d+$`)
 // labels, addresses and Ready condition up to date; last holds what was sent, so nothing is re-sent.
 type nodeRegistry struct {
 	last map[string]string
+	// cniSince: when the Cilium DaemonSet was first seen; registered: when each Node was first sent. A node
+	// is Ready timing.cniReady after the later of the two (its agent's image pulled and started).
+	cniSince   time.Time
+	registered map[string]time.Time
+}
+
+// readyNow tells whether the node's CNI is up: the DaemonSet exists and its agent had time to start there.
+func (r *nodeRegistry) readyNow(name string, cni bool, now time.Time) bool {
+	if _, ok := r.registered[name]; !ok {
+		r.registered[name] = now
+	}
+
+	if !cni {
+		r.cniSince = time.Time{}
+
+		return false
+	}
+
+	if r.cniSince.IsZero() {
+		r.cniSince = now
+	}
+
+	since := r.cniSince
+	if r.registered[name].After(since) {
+		since = r.registered[name]
+	}
+
+	return now.Sub(since) >= timing.cniReady
 }
 
 // desired is the Node of a configured node: labels and taints from its config, addresses, readiness.
@@ -194,16 +222,18 @@ func desired(n *node, ready bool) (name string, metadata, spec, status map[strin
 
 func (r *nodeRegistry) reconcile(api *kubeAPI, configured []*node) error {
 	if r.last == nil {
-		r.last = map[string]string{}
+		r.last, r.registered = map[string]string{}, map[string]time.Time{}
 	}
 
-	ready, err := api.cniInstalled()
+	cni, err := api.cniInstalled()
 	if err != nil {
 		return err
 	}
 
+	now := time.Now()
+
 	for _, n := range configured {
-		name, metadata, spec, status := desired(n, ready)
+		name, metadata, spec, status := desired(n, r.readyNow(hostnameOfLocked(n), cni, now))
 		want, err := json.Marshal(map[string]any{"metadata": metadata, "spec": spec, "status": status})
 		if err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"strings"
+	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/config"
@@ -135,7 +136,10 @@ func (a *machineAPI) ApplyConfiguration(ctx context.Context, in *machine.ApplyCo
 		// try mode's automatic rollback is not simulated: the config simply becomes active
 		details += "\nThe config is applied in 'try' mode (talos-twin does not roll it back)"
 		err = n.applyPersisted(cfg, in.GetData())
-	default: // no-reboot, and any mode in maintenance (the node installs and boots configured)
+	case maintenance && timing.installGap() > 0:
+		// any mode in maintenance, realistic profile: the node installs and reboots, then runs the config
+		err = n.install(in.GetData())
+	default: // no-reboot, and any mode in maintenance (fast profile: installed and booted configured at once)
 		err = n.applyPersisted(cfg, in.GetData())
 	}
 
@@ -145,6 +149,10 @@ func (a *machineAPI) ApplyConfiguration(ctx context.Context, in *machine.ApplyCo
 
 	if err != nil {
 		return nil, internalError(err)
+	}
+
+	if n.installing {
+		go a.fleet.installAndReboot(n, in.GetData())
 	}
 
 	log.Printf("talos-twin: node %s: apply config request: mode %s", n.name, strings.ToLower(label))
@@ -200,14 +208,21 @@ func (a *machineAPI) Bootstrap(ctx context.Context, _ *machine.BootstrapRequest)
 		return nil, status.Error(codes.Unimplemented, "bootstrap is only available on control plane nodes")
 	}
 
-	if n.state.Bootstrapped || a.fleet.cp.hasEtcdData(hostnameOf(n)) {
+	if n.state.Bootstrapped || !n.state.BootstrapAt.IsZero() || a.fleet.cp.hasEtcdData(hostnameOf(n)) {
 		// what Talos answers once etcd has data (founded here, or joined from the running cluster)
 		return nil, status.Error(codes.AlreadyExists, "etcd data directory is not empty")
 	}
 
-	n.state.Bootstrapped = true
+	// etcd is pulled and started first (realistic profile): the control plane sees the bootstrap after that
+	n.state.BootstrapAt = time.Now().UTC()
+	n.state.Bootstrapped = timing.etcdStart == 0
+
 	if err := n.save(); err != nil {
 		return nil, internalError(err)
+	}
+
+	if !n.state.Bootstrapped {
+		go a.fleet.bootstrapLater(n, timing.etcdStart)
 	}
 
 	log.Printf("talos-twin: node %s: bootstrapped", n.name)

@@ -20,7 +20,14 @@ func main() {
 	etcd := flag.String("etcd", os.Getenv("TURNKEY_ETCD"), "etcd binary run on bootstrap (default $TURNKEY_ETCD)")
 	apiserver := flag.String("kube-apiserver", os.Getenv("TURNKEY_KUBE_APISERVER"),
 		"kube-apiserver binary run on bootstrap (default $TURNKEY_KUBE_APISERVER)")
+	profile := flag.String("profile", "fast", "fast (nothing waits) or realistic (install, reboot, etcd, API server "+
+		"and CNI take what real nodes take; docs/lab-talos.md)")
+	scale := flag.Float64("time-scale", 1, "multiplies every delay of the profile (tests use a fraction)")
 	flag.Parse()
+
+	if err := selectProfile(*profile, *scale); err != nil {
+		log.Fatalf("talos-twin: %v", err)
+	}
 
 	if *nodesFile == "" || *stateDir == "" {
 		log.Fatal("talos-twin: --nodes and --state are required")
@@ -29,6 +36,8 @@ func main() {
 	if err := os.MkdirAll(*stateDir, 0o700); err != nil {
 		log.Fatalf("talos-twin: %v", err)
 	}
+
+	delayFirstStart(*apiserver, timing.apiserverStart)
 
 	fleet := newFleet(*stateDir, *port)
 	fleet.cp = newControlPlane(fleet, *etcd, *apiserver)

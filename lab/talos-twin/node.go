@@ -28,6 +28,8 @@ type persisted struct {
 	Reboots      int           `json:"reboots"`
 	Version      string        `json:"version,omitempty"` // after an upgrade: the installed image's tag
 	Applies      []applyRecord `json:"applies"`
+	// BootstrapAt: when bootstrap was asked for; Bootstrapped follows once etcd has started (profile.go)
+	BootstrapAt time.Time `json:"bootstrap_at,omitzero"`
 }
 
 // node is one simulated machine. Without an active config it is in maintenance mode.
@@ -39,6 +41,8 @@ type node struct {
 	active config.Provider // nil: maintenance mode
 	staged []byte          // config waiting for the next reboot (mode staged)
 	tls    tlsCache
+	// installing: the first config was accepted; the node installs and reboots (profile.go), its API is down
+	installing bool
 
 	// issuers maps a machine CA certificate (PEM) to its key, from every control plane's config: a worker's
 	// config carries the CA without its key, and real workers get their API certificate from trustd on a
@@ -84,7 +88,44 @@ func loadNode(stateDir, name, ip string, issuers *sync.Map) (*node, error) {
 		n.staged = raw
 	}
 
+	// the twin stopped while etcd was starting after a bootstrap: it has started by now
+	if !n.state.BootstrapAt.IsZero() && n.active != nil {
+		n.state.Bootstrapped = true
+	}
+
 	return n, n.save()
+}
+
+// install keeps the first config on the disk and takes the node's API down until it has installed and
+// rebooted (fleet.installAndReboot); a restart of the twin meanwhile brings it back configured.
+func (n *node) install(raw []byte) error {
+	if err := writeAtomic(filepath.Join(n.dir, activeFile), raw); err != nil {
+		return err
+	}
+
+	n.installing = true
+	n.tls = tlsCache{}
+
+	return nil
+}
+
+// bootInstalled is the node's first boot from its disk: the config there becomes the running one.
+// Callers hold n.mu.
+func (n *node) bootInstalled(raw []byte) error {
+	n.installing = false
+
+	cfg, err := configloader.NewFromBytes(raw)
+	if err != nil {
+		return err
+	}
+
+	if err = n.applyPersisted(cfg, raw); err != nil {
+		return err
+	}
+
+	n.state.Reboots++
+
+	return n.save()
 }
 
 func (n *node) modeName() string {
@@ -159,7 +200,7 @@ func (n *node) wipeLocked() error {
 		}
 	}
 
-	n.active, n.staged, n.tls = nil, nil, tlsCache{}
+	n.active, n.staged, n.tls, n.installing = nil, nil, tlsCache{}, false
 	n.state = persisted{Name: n.name, IP: n.ip, Reboots: n.state.Reboots + 1}
 
 	return n.save()

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,9 +19,35 @@ type process struct {
 	done   chan struct{}
 }
 
+// firstStart holds a delay for the first start of a binary (profile.go): kube-apiserver is a static pod
+// whose image the kubelet pulls first. The child is then a shell that sleeps and execs the binary, so it
+// runs (and is stopped) as the process from the start, but answers only after the delay.
+var firstStart = struct {
+	sync.Mutex
+	delays map[string]time.Duration
+}{delays: map[string]time.Duration{}}
+
+func delayFirstStart(binary string, delay time.Duration) {
+	if binary != "" && delay > 0 {
+		firstStart.Lock()
+		firstStart.delays[binary] = delay
+		firstStart.Unlock()
+	}
+}
+
 func startProcess(binary string, args []string, logPath string) (*process, error) {
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
 		return nil, err
+	}
+
+	firstStart.Lock()
+	delay := firstStart.delays[binary]
+	delete(firstStart.delays, binary)
+	firstStart.Unlock()
+
+	if delay > 0 {
+		args = append([]string{"-c", fmt.Sprintf(`sleep %.1f && exec "$0" "$@"`, delay.Seconds()), binary}, args...)
+		binary = "/bin/sh"
 	}
 
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)

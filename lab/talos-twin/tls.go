@@ -31,6 +31,11 @@ func (n *node) tlsConfig() (*tls.Config, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 
+	// between the answer to its first apply and the listener closing: the maintenance service has stopped
+	if n.installing {
+		return nil, fmt.Errorf("node %s: installing", n.name)
+	}
+
 	if n.active == nil {
 		if n.tls.maintenance == nil {
 			cert, err := selfSigned(n.ip)
