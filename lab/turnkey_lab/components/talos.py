@@ -81,7 +81,9 @@ class TalosNodes(Component):
     def command(self) -> list[str]:
         tools = tool_paths()
         return [self.binary(), "--nodes", str(self.nodes_file), "--state", str(self.state_dir),
-                "--port", str(PORT), "--etcd", tools["etcd"], "--kube-apiserver", tools["kube-apiserver"]]
+                "--port", str(PORT), "--etcd", tools["etcd"], "--kube-apiserver", tools["kube-apiserver"],
+                # realistic: installs, reboots, etcd, API server and CNI take their time (docs/lab-talos.md)
+                "--profile", self.profile]
 
     # -- which nodes exist ----------------------------------------------------------------------------
     def proxmox_nodes(self) -> list[dict] | None:
