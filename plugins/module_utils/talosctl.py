@@ -7,43 +7,28 @@ from __future__ import annotations
 import base64
 import datetime
 import os
-import shutil
 import signal
 import subprocess
 
 from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.turnkey.cluster.plugins.module_utils.private_files import write_private_file
+from ansible_collections.turnkey.cluster.plugins.module_utils.tools import ToolError, locate_tool
 
-TOOLS_ENV = os.path.join("turnkey-cluster", "tools", "tools.env")
 # Seconds one talosctl call may take: a node that accepts the connection and never answers would hang it.
 DEFAULT_TIMEOUT = 60
-
-
-def _from_tools_env():
-    """The talosctl tools/build made, as recorded in ~/.cache/turnkey-cluster/tools/tools.env."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    try:
-        with open(os.path.join(cache, TOOLS_ENV)) as handle:
-            for line in handle:
-                name, _sep, value = line.strip().partition("=")
-                if name == "TURNKEY_TALOSCTL" and value:
-                    return value
-    except OSError:
-        return None
-    return None
-
 
 NOT_FOUND = ("talosctl not found: set talosctl_path or TURNKEY_TALOSCTL, put it on PATH, "
              "or build the pinned one with `make tools`")
 
 
 def locate_talosctl(explicit=None):
-    """The talosctl to run: explicit, $TURNKEY_TALOSCTL, the one tools/build made, talosctl on PATH; or None."""
-    for candidate in (explicit, os.environ.get("TURNKEY_TALOSCTL"), _from_tools_env(), shutil.which("talosctl")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    """The talosctl to run by the collection's one rule (module_utils tools: explicit, $TURNKEY_TALOSCTL,
+    the one `make tools` built, talosctl on PATH); None when there is none or the one named is not usable."""
+    try:
+        return locate_tool("talosctl", explicit=explicit, explicit_name="talosctl_path")
+    except ToolError:
+        return None
 
 
 def talos_argument_spec(node=False, **options):
@@ -58,10 +43,11 @@ def talos_argument_spec(node=False, **options):
 
 
 def find_talosctl(module):
-    talosctl = locate_talosctl(module.params.get("talosctl_path"))
-    if talosctl is None:
-        module.fail_json(msg=NOT_FOUND)
-    return talosctl
+    """The talosctl of the module's talosctl_path, else the rule's; fails the module saying what was tried."""
+    try:
+        return locate_tool("talosctl", explicit=module.params.get("talosctl_path"), explicit_name="talosctl_path")
+    except ToolError as exc:
+        module.fail_json(msg=str(exc))
 
 
 def call_talosctl(module, argv, what):
