@@ -7,7 +7,7 @@ VENV ?= .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: bootstrap test tools venv lab-up lab-down lab-status lab-reset static ruff lint sanity pytest molecule bench build clean
+.PHONY: bootstrap test tools venv system-packages lab-up lab-down lab-status lab-reset static ruff lint sanity pytest molecule bench build clean
 
 bootstrap: venv tools lab-up ## Install, start the lab twin, and run site.yml on it
 	ansible-playbook site.yml
@@ -21,7 +21,23 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt lab/pyproject.toml
 	$(VENV)/bin/pip install -q -r requirements-dev.txt -e ./lab
 	touch $@
 
-venv: $(VENV)/.installed
+venv: system-packages $(VENV)/.installed
+
+# Distribution packages the lab needs: Debian's openssh-server (the lab's Git host is its real sshd with
+# git-shell) and git. Installed with apt-get only when missing, as root or with sudo; nothing else changes.
+SYSTEM_PACKAGES ?= openssh-server git
+system-packages:
+	@if [ -x /usr/sbin/sshd ] && command -v git >/dev/null && command -v git-shell >/dev/null; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	  echo "install $(SYSTEM_PACKAGES) with the system's package manager (the lab needs /usr/sbin/sshd, git, git-shell)" >&2; exit 1; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else \
+	  echo "apt-get install -y $(SYSTEM_PACKAGES) needs root: run it as root, then make again" >&2; exit 1; fi; \
+	echo "installing $(SYSTEM_PACKAGES) (the lab's Git host runs Debian's sshd)"; \
+	apt="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get"; \
+	$$apt install -y -q --no-install-recommends $(SYSTEM_PACKAGES) \
+	  || { $$apt update -q && $$apt install -y -q --no-install-recommends $(SYSTEM_PACKAGES); }; \
+	if command -v systemctl >/dev/null && systemctl is-enabled ssh >/dev/null 2>&1; then \
+	  echo "note: the package enabled the system's ssh service; the lab does not need it (systemctl disable --now ssh)"; fi
 
 # The real tools (talosctl, kube-apiserver, kubectl, etcd, helm, flux), built from the Go module proxy at
 # the versions in tools/versions.env into ~/.cache/turnkey-cluster/tools; present ones are skipped.
