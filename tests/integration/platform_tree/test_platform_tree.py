@@ -1,0 +1,265 @@
+"""Role platform_tree renders the collection's k8s/ tree for the lab and the example inventory; the rendered tree
+is checked the way Flux will read it: every file parses, the Kustomization graph is whole and acyclic, readiness
+gates with wait (never with healthChecks Flux ignores), every custom resource validates against its official
+CRD after Flux's substitution, the real kubectl builds every folder, secrets are sealed, never in clear, and a
+rerun or --check changes nothing while a spec change changes exactly its object."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.integration.platform_tree.conftest import CSI_SECRET, HCLOUD_TOKEN, crd_index, recap
+from tests.tools import built_tools
+
+OPTIONAL = {"proxmox-csi", "hetzner-csi", "vault", "cert-manager-acme"}
+
+
+def documents(text):
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def kustomizations(tree):
+    """The Flux Kustomization CRs of the rendered tree, by name (what the root flux/ folder applies)."""
+    found = {}
+    listed = yaml.safe_load((tree.dest / "flux" / "kustomization.yaml").read_text())["resources"]
+    for entry in listed:
+        for doc in documents((tree.dest / "flux" / entry).read_text()):
+            assert doc["kind"] == "Kustomization" and doc["apiVersion"] == "kustomize.toolkit.fluxcd.io/v1"
+            assert doc["metadata"]["name"] not in found, "two Kustomizations named %s" % doc["metadata"]["name"]
+            found[doc["metadata"]["name"]] = doc
+    return found
+
+
+def folder_of(tree, kustomization):
+    prefix = "./" + tree.spec()["gitops"]["path"].strip("/") + "/"
+    path = kustomization["spec"]["path"]
+    assert path.startswith(prefix), "%s does not start with the gitops path %s" % (path, prefix)
+    return tree.dest / path[len(prefix):]
+
+
+def kubectl_kustomize(folder):
+    kubectl = built_tools("TURNKEY_KUBECTL")["TURNKEY_KUBECTL"]
+    done = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, "kubectl kustomize %s: %s" % (folder, done.stderr)
+    return done.stdout
+
+
+def test_rerun_and_check_change_nothing(tree):
+    assert recap(tree.first_run.stdout)["localhost"]["changed"] == 1, tree.first_run.stdout[-3000:]
+    before = tree.files()
+    rerun = tree.rendered()
+    assert recap(rerun.stdout)["localhost"]["changed"] == 0, rerun.stdout[-3000:]
+    check = tree.render("--check", "--diff")
+    assert check.returncode == 0 and recap(check.stdout)["localhost"]["changed"] == 0, check.stdout[-3000:]
+    assert tree.files() == before, "a rerun rewrote files (a SealedSecret sealed again?)"
+    for output in (tree.first_run.stdout, rerun.stdout, check.stdout):
+        assert CSI_SECRET not in output and HCLOUD_TOKEN not in output
+
+
+def test_components_follow_the_spec(tree):
+    names = set(kustomizations(tree))
+    assert {"namespaces", "sealed-secrets-key", "sealed-secrets", "cert-manager", "cert-manager-issuers",
+            "cilium-lb", "ingress", "external-secrets", "external-secrets-store",
+            "authentik", "dns", "sso-apps"} <= names
+    expected = {"proxmox-csi", "hetzner-csi"} | ({"vault", "cert-manager-acme"} if tree.name == "example" else set())
+    assert names & OPTIONAL == expected
+    files = tree.files()
+    for off in OPTIONAL - expected:
+        assert not any(path.startswith("platform/%s/" % off) for path in files), off
+    built = kubectl_kustomize(tree.dest / "platform" / "namespaces")
+    namespaces = {doc["metadata"]["name"] for doc in documents(built)}
+    assert ("vault" in namespaces) == (tree.name == "example")
+    settings = tree.settings()
+    if tree.name == "lab":
+        assert settings["vault_address"] == "https://127.10.0.2:8200" and settings["ingress_issuer"] == "cluster-ca"
+        assert {settings[key] for key in settings if key.startswith("chart_url_")} == {"https://127.10.0.13:8443"}
+        repositories = [doc for path in files if path.endswith("helmrepository.yaml") for doc in documents(files[path])]
+        assert repositories and all(doc["spec"]["certSecretRef"] == {"name": "chart-repository-ca"}
+                                    for doc in repositories)
+        ca_secret = documents(files["chart-repository-ca.yaml"])[0]
+        assert ca_secret["stringData"]["ca.crt"] == tree.ca.read_text()
+        vault_ca = documents(files["platform/external-secrets-store/vault-ca.yaml"])[0]
+        assert vault_ca["data"]["ca.crt"] == tree.ca.read_text()
+    else:
+        assert settings["vault_address"] == "https://vault.vault.svc:8200" and settings["ingress_issuer"] == "acme"
+        assert settings["chart_url_jetstack"] == "https://charts.jetstack.io"
+        assert settings["chart_type_proxmox_csi"] == "oci"
+        assert "chart-repository-ca.yaml" not in files
+
+
+def test_every_yaml_parses_and_every_variable_is_set(tree):
+    for path, text in tree.files().items():
+        if path.endswith((".yaml", ".yml")):
+            # Flux substitutes in what the component Kustomizations apply, not in the root (settings, flux/).
+            substitute = path.startswith(("platform/", "apps/"))
+            for doc in documents(tree.substituted(text) if substitute else text):
+                assert isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind"), path
+
+
+def test_the_graph_is_whole_acyclic_and_gates_with_wait(tree):
+    found = kustomizations(tree)
+    for name, doc in found.items():
+        spec = doc["spec"]
+        assert doc["metadata"]["namespace"] == "flux-system"
+        assert spec["sourceRef"] == {"kind": "GitRepository", "name": "flux-system"}
+        assert spec["prune"] is True and spec["timeout"], name
+        for dependency in spec.get("dependsOn", []):
+            assert dependency["name"] in found, "%s depends on %s, which does not exist" % (name, dependency["name"])
+        # healthChecks are ignored with wait: true; where they appear they must be the gate (wait off) and
+        # check objects the Kustomization does not apply itself.
+        if spec.get("healthChecks"):
+            assert spec["wait"] is False, "%s: healthChecks with wait: true are ignored by Flux" % name
+            applied = {(d["kind"], d["metadata"]["name"]) for d in documents(kubectl_kustomize(folder_of(tree, doc)))}
+            assert not applied & {(check["kind"], check["name"]) for check in spec["healthChecks"]}
+        else:
+            assert spec["wait"] is True, "%s neither waits nor checks anything" % name
+        assert folder_of(tree, doc).is_dir(), name
+        assert spec["postBuild"]["substituteFrom"] == [{"kind": "ConfigMap", "name": "cluster-settings"}] or \
+            spec.get("healthChecks")
+    # Depth-first search for a cycle.
+    state = {}
+
+    def visit(name, trail):
+        assert state.get(name) != "open", "dependency cycle: %s" % " -> ".join(trail + [name])
+        if state.get(name) == "done":
+            return
+        state[name] = "open"
+        for dependency in found[name]["spec"].get("dependsOn", []):
+            visit(dependency["name"], trail + [name])
+        state[name] = "done"
+
+    for name in found:
+        visit(name, [])
+    # The readiness order the design promises.
+    def ancestors(name):
+        seen, todo = set(), [name]
+        while todo:
+            for dependency in found[todo.pop()]["spec"].get("dependsOn", []):
+                if dependency["name"] not in seen:
+                    seen.add(dependency["name"])
+                    todo.append(dependency["name"])
+        return seen
+
+    assert "sealed-secrets-key" in ancestors("proxmox-csi")
+    assert {"external-secrets", "ingress", "cert-manager-issuers"} <= ancestors("authentik")
+    assert "authentik" in ancestors("sso-apps")
+    if "vault" in found:
+        assert {"vault", "cert-manager-issuers"} <= ancestors("external-secrets-store")
+    gate = found["sealed-secrets-key"]["spec"]["healthChecks"]
+    assert gate == [{"apiVersion": "v1", "kind": "Secret", "namespace": "kube-system",
+                     "name": "sealed-secrets-key-turnkey-" + tree.settings()["sealed_secrets_key_id"]}]
+
+
+def test_kubectl_kustomize_builds_every_folder(tree):
+    folders = sorted({path.parent for path in tree.dest.rglob("kustomization.yaml")})
+    assert len(folders) > 15
+    for folder in folders:
+        kubectl_kustomize(folder)
+    # The root builds to the settings and the Kustomizations, nothing else.
+    root = documents(kubectl_kustomize(tree.dest))
+    kinds = {doc["kind"] for doc in root}
+    assert kinds <= {"ConfigMap", "Kustomization", "Secret"}
+
+
+def test_every_custom_resource_validates_against_its_official_crd(tree):
+    index = crd_index()
+    checked = set()
+    for folder in sorted({path.parent for path in tree.dest.rglob("kustomization.yaml")}):
+        for doc in documents(tree.substituted(kubectl_kustomize(folder))):
+            group, _, version = doc["apiVersion"].rpartition("/")
+            if group in ("", "rbac.authorization.k8s.io", "storage.k8s.io", "kustomize.config.k8s.io"):
+                continue
+            schema = index.get((group, version, doc["kind"]))
+            assert schema is not None, "no official CRD serves %s %s" % (doc["apiVersion"], doc["kind"])
+            errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=str)
+            assert not errors, "%s %s/%s: %s" % (doc["kind"], folder, doc["metadata"]["name"],
+                                                 "; ".join(error.message for error in errors[:5]))
+            checked.add(doc["kind"])
+    assert {"Kustomization", "HelmRelease", "HelmRepository", "Certificate", "ClusterIssuer", "ClusterSecretStore",
+            "SealedSecret", "CiliumLoadBalancerIPPool", "CiliumL2AnnouncementPolicy"} <= checked
+
+
+def test_secrets_are_sealed_with_the_layer_00_certificate(tree):
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+
+    files = tree.files()
+    assert not any(CSI_SECRET in text or HCLOUD_TOKEN in text for text in files.values())
+    key = serialization.load_pem_private_key(tree.store().read("sealed_secrets")["data"]["private_key"].encode(), None)
+
+    def opened(doc, field):
+        """sealed-secrets' hybrid format, read here from its definition (pkg/crypto HybridEncrypt)."""
+        raw = base64.b64decode(doc["spec"]["encryptedData"][field])
+        size = int.from_bytes(raw[:2], "big")
+        label = ("%s/%s" % (doc["metadata"]["namespace"], doc["metadata"]["name"])).encode()
+        session = key.decrypt(raw[2:2 + size], padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                                            algorithm=hashes.SHA256(), label=label))
+        return AESGCM(session).decrypt(bytes(12), raw[2 + size:], None).decode()
+
+    csi = documents(files["platform/proxmox-csi/credentials.yaml"])[0]
+    config = yaml.safe_load(opened(csi, "config.yaml"))
+    cluster = config["clusters"][0]
+    assert cluster["token_id"] == "kubernetes-csi@pve!csi" and cluster["token_secret"] == CSI_SECRET
+    assert cluster["url"].endswith("/api2/json") and cluster["region"] == tree.settings()["proxmox_region"]
+    hcloud = documents(files["platform/hetzner-csi/credentials.yaml"])[0]
+    assert opened(hcloud, "token") == HCLOUD_TOKEN
+
+
+def test_an_lb_pool_change_changes_exactly_that_pool(tree):
+    before = tree.files()
+    spec = tree.spec()
+    original = [dict(pool) for pool in spec["cluster_network"]["lb_pools"]]
+    services = next(pool for pool in spec["cluster_network"]["lb_pools"] if pool["name"] == "services")
+    first = services["addresses"].split("-")[0]
+    services["addresses"] = "%s-%s" % (first, first.rsplit(".", 1)[0] + ".30")
+    tree.set_spec(spec)
+    try:
+        check = tree.render("--check", "--diff")
+        assert check.returncode == 0 and recap(check.stdout)["localhost"]["changed"] == 1, check.stdout[-3000:]
+        assert "platform/cilium-lb/pool-services.yaml" in check.stdout and tree.files() == before
+        tree.rendered()
+        after = tree.files()
+        assert [path for path in after if after[path] != before.get(path)] == ["platform/cilium-lb/pool-services.yaml"]
+        pool = documents(after["platform/cilium-lb/pool-services.yaml"])[0]
+        assert pool["spec"]["blocks"] == [{"start": first, "stop": first.rsplit(".", 1)[0] + ".30"}]
+    finally:
+        spec["cluster_network"]["lb_pools"] = original
+        tree.set_spec(spec)
+        tree.rendered()
+    assert tree.files() == before
+
+
+def test_a_component_switched_off_leaves_no_trace(tree):
+    if tree.name != "example":
+        pytest.skip("the example render has every optional component on")
+    before = tree.files()
+    spec = tree.spec()
+    spec["vault"] = {"deploy": "external", "address": "https://vault.homelab.turnkey.dev:8200"}
+    tree.set_spec(spec)
+    try:
+        tree.rendered()
+        names = set(kustomizations(tree))
+        assert "vault" not in names
+        assert all(d["name"] in names for k in kustomizations(tree).values() for d in k["spec"].get("dependsOn", []))
+        assert not (tree.dest / "platform" / "vault").exists()
+        store = documents((tree.dest / "platform/external-secrets-store/clustersecretstore.yaml").read_text())[0]
+        assert "caProvider" not in store["spec"]["provider"]["vault"]  # no CA given: the system's trust
+    finally:
+        spec["vault"] = {"deploy": "in_cluster"}
+        tree.set_spec(spec)
+        tree.rendered()
+    assert tree.files() == before
+
+
+def test_the_collection_tree_builds_as_shipped():
+    """k8s/ in the collection builds too (the placeholders a render replaces), so a reader can kubectl it."""
+    root = Path(__file__).resolve().parents[3] / "k8s"
+    for folder in sorted({path.parent for path in root.rglob("kustomization.yaml")}):
+        kubectl_kustomize(folder)
