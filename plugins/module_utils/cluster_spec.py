@@ -361,6 +361,10 @@ def check_cluster(errors, spec):
     path = str(gitops.get("path", ""))
     if path.startswith("/") or ".." in path.split("/"):
         errors.add("gitops.path", "%r must be relative to the repository root" % path, "write it like k8s")
+    mirror = str((spec.get("charts") or {}).get("repository_url") or "")
+    if mirror and not re.match(r"^(https://|oci://)[^\s/]+", mirror):
+        errors.add("charts.repository_url", "%r is not an https:// Helm repository or an oci:// registry" % mirror,
+                   "write it like https://charts.example.com or oci://registry.example.com/charts")
     seen = set()
     for index, app in enumerate(spec.get("sso_apps") or []):
         field = "sso_apps[%d]" % index
