@@ -47,8 +47,8 @@ class ActionModule(vault_keys.VaultAction):
             raise vault_lib.VaultFailure(
                 "Vault at %s needs %s of %s keys, but the store's keys (%s) were made with threshold %d: they belong "
                 "to another Vault. Fix: point vault.address at the Vault they belong to, or hand this one's keys in "
-                "with vault_config_adopt" % (url, status["t"], status.get("n"), store.file_of(args["keys_name"]),
-                                        stored["secret_threshold"]))
+                "with vault_config_adopt"
+                % (url, status["t"], status.get("n"), store.file_of(args["keys_name"]), stored["secret_threshold"]))
         result["action"] = "none"
         return result
 

@@ -14,7 +14,7 @@ description:
     unseal it, and writes the keys and the root token straight from Vault's answer into the layer 00
     persistent store (secret O(keys_name), type C(provided) - encrypted, atomic, 0600), under the store's lock.
   - An initialised Vault is never initialised again. A Vault that answers C(initialized=false) while the store
-    holds keys is a new instance (its storage was torn down): it is initialised again, the previous keys go to
+    holds keys is a new instance (its storage was torn down) - it is initialised again, the previous keys go to
     the store's C(.backup/) folder, and the task warns - they are never silently overwritten.
   - A Vault initialised elsewhere is taken over with O(adopt) - its keys and root token, handed in once; keys
     that differ from the stored ones replace them, the old ones kept in C(.backup/).
