@@ -24,11 +24,19 @@ FACTORY = f"https://{NET}.0.6:8443"
 
 
 class ImageLab(Lab):
-    """The modules' test harness, pointed at this test's own net."""
+    """The modules' test harness, pointed at this test's own net, running the modules with layer 01's
+    least-privilege token (docs/proxmox-privileges.md), as role proxmox_nodes does."""
 
     def __init__(self, handle: LabHandle, tmp):
         super().__init__(handle, tmp)
-        self.env["PROXMOX_URL"] = PVE
+        creds = handle.json("credentials.json")["proxmox"]
+        self.admin = (creds["token_id"], creds["token_secret"])
+        self.layer00 = (creds["persistent_auth"]["token_id"], creds["persistent_auth"]["token_secret"])
+        infrastructure = creds["infrastructure"]
+        self.env.update(PROXMOX_URL=PVE, PROXMOX_TOKEN_ID=infrastructure["token_id"],
+                        PROXMOX_TOKEN_SECRET=infrastructure["token_secret"])
+        self.secret = infrastructure["token_secret"]
+        self.secrets = (*self.secrets, self.secret)
 
     def fault(self, **fault):
         requests.post(f"{PVE}/_lab/faults", json=fault, verify=self.ca, timeout=10).raise_for_status()
@@ -36,8 +44,9 @@ class ImageLab(Lab):
     def clear_faults(self):
         requests.delete(f"{PVE}/_lab/faults", verify=self.ca, timeout=10).raise_for_status()
 
-    def api(self, path, **params):
-        headers = {"Authorization": "PVEAPIToken=%s=%s" % (self.env["PROXMOX_TOKEN_ID"], self.secret)}
+    def api(self, path, token=None, **params):
+        token_id, secret = token or (self.env["PROXMOX_TOKEN_ID"], self.secret)
+        headers = {"Authorization": "PVEAPIToken=%s=%s" % (token_id, secret)}
         answer = requests.get(f"{PVE}/api2/json/{path}", headers=headers, params=params, verify=self.ca, timeout=10)
         answer.raise_for_status()
         return answer.json()["data"]
@@ -118,6 +127,16 @@ def a_download_that_fails_after_a_lost_answer_fails_the_module_with_its_error(la
     assert result["volid"] not in lab.volumes()
 
 
+def the_task_list_shows_a_token_its_own_tasks_and_an_auditor_all(lab: ImageLab):
+    """Who sees the downloads in GET /nodes/{node}/tasks, as on Proxmox: the token that started them, and
+    whoever has Sys.Audit on the node (the admin); not layer 00's token, which has neither."""
+    mine = {t["upid"] for t in lab.api("nodes/pve/tasks", typefilter="download", limit=500)}
+    assert len(mine) == 3  # the three downloads of the steps before, finished ("archive", the default)
+    assert lab.api("nodes/pve/tasks", source="active", typefilter="download") == []
+    assert mine <= {t["upid"] for t in lab.api("nodes/pve/tasks", lab.admin, typefilter="download", limit=500)}
+    assert lab.api("nodes/pve/tasks", lab.layer00, source="all", limit=500) == []
+
+
 def the_twins_refused_nothing(lab: ImageLab):
     assert lab.lab_get(PVE, "rejects") == []
 
@@ -125,7 +144,7 @@ def the_twins_refused_nothing(lab: ImageLab):
 STEPS = (an_answer_lost_after_the_download_started_is_settled_by_waiting_for_that_download,
          an_answer_lost_before_the_node_acted_is_sent_again,
          a_download_that_fails_after_a_lost_answer_fails_the_module_with_its_error,
-         the_twins_refused_nothing)
+         the_task_list_shows_a_token_its_own_tasks_and_an_auditor_all, the_twins_refused_nothing)
 
 
 @pytest.fixture(scope="module")
