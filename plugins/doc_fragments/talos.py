@@ -11,7 +11,10 @@ options:
   talosctl_path:
     description:
       - The talosctl to run. Default - C($TURNKEY_TALOSCTL), then the one C(make tools) built
-        (C(~/.cache/turnkey-cluster/tools/tools.env)), then C(talosctl) on C(PATH).
+        (C(~/.cache/turnkey-cluster/tools/tools.env)), then C(talosctl) on C(PATH) (the collection's one rule,
+        module_utils C(tools); roles pass what lookup P(turnkey.cluster.tool#lookup) finds).
+      - A path given here or in C($TURNKEY_TALOSCTL) that is not an executable file fails the module; it is
+        never passed over for the next candidate.
     type: path
   talosctl_timeout:
     description:
