@@ -42,3 +42,22 @@ options:
     type: str
     required: true
 """
+
+    # The action plugins that read or write the persistent store (vault_init, vault_unseal, vault_login).
+    STORE = r"""
+options:
+  store_path:
+    description: The persistent store folder (C(secrets_store.path)).
+    type: path
+    required: true
+  vault_password_file:
+    description: A file holding the store's vault password.
+    type: path
+  vault_password_env:
+    description: An environment variable holding the store's vault password; it wins over the file.
+    type: str
+  keys_name:
+    description: The secret in the store that holds the unseal keys and the initial root token.
+    type: str
+    default: vault_keys
+"""

@@ -23,21 +23,8 @@ description:
 author: turnkey.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - turnkey.cluster.vault
+  - turnkey.cluster.vault.STORE
 options:
-  store_path:
-    description: The persistent store folder (C(secrets_store.path)).
-    type: path
-    required: true
-  vault_password_file:
-    description: A file holding the store's vault password.
-    type: path
-  vault_password_env:
-    description: An environment variable holding the store's vault password; it wins over the file.
-    type: str
-  keys_name:
-    description: The secret in the store that holds the unseal keys and the root token.
-    type: str
-    default: vault_keys
   secret_shares:
     description: Number of unseal key shares made at initialisation.
     type: int

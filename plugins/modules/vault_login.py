@@ -23,6 +23,7 @@ description:
 author: turnkey.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - turnkey.cluster.vault
+  - turnkey.cluster.vault.STORE
 options:
   state:
     description: C(present) logs in, C(absent) revokes O(token).
@@ -32,20 +33,6 @@ options:
   token:
     description: The token to revoke (O(state=absent)).
     type: str
-  store_path:
-    description: The persistent store folder (C(secrets_store.path)).
-    type: path
-    required: true
-  vault_password_file:
-    description: A file holding the store's vault password.
-    type: path
-  vault_password_env:
-    description: An environment variable holding the store's vault password; it wins over the file.
-    type: str
-  keys_name:
-    description: The secret in the store with the unseal keys and the initial root token.
-    type: str
-    default: vault_keys
   login_name:
     description: The secret in the store with the playbook's AppRole credentials.
     type: str

@@ -6,6 +6,7 @@ Vault failing with the fix named. Ordered steps on one server (tests/conftest.py
 from __future__ import annotations
 
 import glob
+import json
 
 import hvac.exceptions
 import pytest
@@ -120,6 +121,15 @@ class TestVaultConfig:
             == version
         assert store_of(world["inventory"]).read("vault_keys")["data"]["unseal_keys"] == world["seen"]["keys"]
         assert root_tokens(vault) == []
+
+    def test_check_diff_shows_a_spec_change_and_writes_nothing(self, world):
+        apps = json.dumps({"sso_apps": [{"name": "grafana", "redirect_uris": ["https://g.lab.turnkey.test/cb"]},
+                                        {"name": "matrix", "redirect_uris": ["https://m.lab.turnkey.test/cb"]}]})
+        check = run(world, "--check", "--diff", "-e", apps)
+        assert changed(check) == 1, check.stdout[-4000:]
+        assert '+path "kv/data/matrix/*" {' in check.stdout
+        vault = playbook_client(world["bao"], world["inventory"])
+        assert "matrix" not in vault.sys.read_acl_policy("external-secrets")["data"]["policy"]
 
     def test_a_sealed_vault_fails_a_module_naming_the_fix(self, world):
         bao = world["bao"]
