@@ -147,7 +147,7 @@ class GitSsh:
         key_file = os.path.join(self.folder, "deploy_key")
         key = to_text(self.private_key).strip() + "\n"
         write_private_file(key_file, key)
-        answer = self._run([self.ssh_keygen, "-y", "-f", key_file], None, os.environ.copy())
+        answer = self._run([self.ssh_keygen, "-y", "-P", "", "-f", key_file], None, os.environ.copy())
         if answer.returncode != 0:
             raise GitError("the deploy key is not an OpenSSH private key without a passphrase (ssh-keygen -y: %s)"
                            % to_text(answer.stderr).strip())

@@ -63,7 +63,7 @@ options:
         given, only these keys are accepted (C(StrictHostKeyChecking=yes)) and O(known_hosts_file) is not
         used.
     type: str
-  message:
+  commit_message:
     description: The commit message.
     type: str
     default: Publish the platform tree
@@ -104,7 +104,7 @@ EXAMPLES = r"""
     private_key: "{{ lookup('turnkey.cluster.persistent_secret', 'flux_deploy_key', field='private_key',
                     store_path=secrets_store.path, vault_password_file=secrets_store.vault_password_file) }}"
     work_dir: "{{ inventory_dir }}/.state/gitops/repo"
-    message: "turnkey: platform tree for {{ cluster_name }}"
+    commit_message: "turnkey: platform tree for {{ cluster_name }}"
   register: published
 """
 
@@ -203,8 +203,8 @@ def push_message(git, exc, params, base):
         return ("The Git host %s let the deploy key read %s but refused the push (%s). Flux needs only read "
                 "access, but this play publishes the platform tree by pushing to %s with this key: give the "
                 "deploy key write access at the Git host (GitHub: 'Allow write access'), then run again. "
-                "The key:\n\n    %s\n\nNothing was pushed; %s." % (git.where, params["repo_url"], exc.stderr,
-                                                                 params["branch"], git.public_key, back))
+                "The key:\n\n    %s\n\nNothing was pushed; %s."
+                % (git.where, params["repo_url"], exc.stderr, params["branch"], git.public_key, back))
     return "The push to %s failed: %s. Nothing was pushed; %s." % (params["repo_url"], exc.stderr or exc, back)
 
 
@@ -324,7 +324,7 @@ class Clone:
         who = {"GIT_AUTHOR_NAME": self.params["author_name"], "GIT_AUTHOR_EMAIL": self.params["author_email"],
                "GIT_COMMITTER_NAME": self.params["author_name"],
                "GIT_COMMITTER_EMAIL": self.params["author_email"]}
-        self.run("commit", "--quiet", "--no-verify", "-m", self.params["message"], extra_env=who)
+        self.run("commit", "--quiet", "--no-verify", "-m", self.params["commit_message"], extra_env=who)
         return self.head()
 
     def roll_back(self, base, changes):
@@ -430,8 +430,8 @@ def main():
             private_key=dict(type="str", required=True, no_log=True),
             work_dir=dict(type="path", required=True),
             known_hosts_file=dict(type="path"),
-            host_key=dict(type="str"),
-            message=dict(type="str", default="Publish the platform tree"),
+            host_key=dict(type="str", no_log=False),
+            commit_message=dict(type="str", default="Publish the platform tree"),
             author_name=dict(type="str", default="turnkey.cluster"),
             author_email=dict(type="str", default="turnkey@localhost"),
             timeout=dict(type="int", default=gitlib.DEFAULT_TIMEOUT),
@@ -446,8 +446,8 @@ def main():
         module.fail_json(msg="src %s is not a folder (the rendered tree to publish)" % params["src"])
     if os.path.isdir(params["work_dir"]) and os.path.realpath(params["src"]).startswith(
             os.path.realpath(params["work_dir"]) + os.sep):
-        module.fail_json(msg="src %s lies inside work_dir %s; render the tree elsewhere" % (params["src"],
-                                                                                           params["work_dir"]))
+        module.fail_json(msg="src %s lies inside work_dir %s; render the tree elsewhere"
+                         % (params["src"], params["work_dir"]))
     params["known_hosts_file"] = params["known_hosts_file"] or os.path.join(
         os.path.dirname(os.path.abspath(params["work_dir"])), "known_hosts")
     try:

@@ -43,7 +43,7 @@ def test_git_host_deploy_keys(make_lab, tmp_path):
 
     rw_key, rw_public = keypair(tmp_path, "flux-rw")
     ro_key, ro_public = keypair(tmp_path, "flux-ro")
-    stranger, _ = keypair(tmp_path, "stranger")
+    stranger = keypair(tmp_path, "stranger")[0]
     rw_file = register_deploy_key(server, "turnkey/cluster.git", rw_public, read_only=False, title="flux-rw")
     register_deploy_key(server, "turnkey/cluster.git", ro_public, read_only=True, title="flux-ro")
     create_repository(server, "other/repo.git")

@@ -231,6 +231,8 @@ class GitServer(Component):
             with socket.create_connection((self.ip, self.port), timeout=PROBE_TIMEOUT) as conn:
                 conn.settimeout(PROBE_TIMEOUT)
                 banner = conn.recv(256).decode(errors="replace").strip()
+                # Our own identification, so sshd logs a closed connection, not a failed key exchange.
+                conn.sendall(b"SSH-2.0-turnkey-lab-probe\r\n")
         except OSError as exc:
             return Health(False, f"unreachable ({type(exc).__name__})")
         if not banner.startswith("SSH-2.0-"):

@@ -103,7 +103,7 @@ def module_play(tmp_path: Path, args: dict, *extra: str, name: str = "play"):
 
 def publish_args(tmp_path: Path, url: str, private_key: str, src: Path, **overrides) -> dict:
     return {"repo_url": url, "branch": "main", "path": "k8s", "src": str(src), "private_key": private_key,
-            "work_dir": str(tmp_path / "state" / "gitops" / "repo"), "message": "turnkey: publish the tree",
+            "work_dir": str(tmp_path / "state" / "gitops" / "repo"), "commit_message": "turnkey: publish the tree",
             "author_name": "turnkey.cluster", "author_email": "turnkey@lab.turnkey.test", **overrides}
 
 
@@ -243,8 +243,8 @@ def test_a_spec_change_lands_as_a_new_commit_and_the_rest_of_the_repository_stay
     subprocess.run(["git", "-C", str(other), "push", "-q", "origin", "main"], check=True)
 
     (src / "cilium" / "lb-pools.yaml").write_text(TREE["cilium/lb-pools.yaml"].replace("127.2.3.2", "127.2.3.9"))
-    process, result = module_play(tmp_path, publish_args(tmp_path, url, private, src,
-                                                        message="turnkey: LB pool ingress moves to 127.2.3.9"))
+    args = publish_args(tmp_path, url, private, src, commit_message="turnkey: LB pool ingress moves to 127.2.3.9")
+    process, result = module_play(tmp_path, args)
     assert not result.get("failed"), result.get("msg")
     head = git_lab.git(repo, "rev-parse", "main").strip()
     assert result["changed"] and result["revision"] == f"main@sha1:{head}"
@@ -259,8 +259,8 @@ def test_a_pinned_host_key_that_does_not_match_stops_before_anything(git_lab, tm
     repo, url, private, src, _first = published
     _private, wrong = keypair(tmp_path, "not-the-host")
     (src / "namespaces.yaml").write_text("changed\n")
-    process, result = module_play(tmp_path, publish_args(tmp_path, url, private, src,
-                                                        host_key=" ".join(wrong.split()[:2])))
+    args = publish_args(tmp_path, url, private, src, host_key=" ".join(wrong.split()[:2]))
+    process, result = module_play(tmp_path, args)
     assert result.get("failed")
     assert "host key" in result["msg"] and "pinned" in result["msg"]
     assert len(git_lab.log(repo)) == 1
