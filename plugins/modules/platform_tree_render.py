@@ -22,7 +22,7 @@ description:
   - A SealedSecret is sealed again only when its current file does not decrypt (with O(sealing_private_key)) to the
     wanted values, so a rerun leaves it byte-identical.
 version_added: 0.1.0
-author: turnkey.cluster maintainers
+author: turnkey.cluster maintainers (!UNKNOWN)
 options:
   src:
     description: The collection's k8s/ folder.
@@ -117,8 +117,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Computes the same files and reports what would change; writes nothing.
   diff_mode:
     support: full
+    description: One diff per changed or removed file (SealedSecrets show ciphertext only).
 notes:
   - Clear text of O(sealed_secrets) never appears in the result or the diff; only ciphertext is written.
 """
@@ -217,7 +219,8 @@ def unseal(private_key, namespace, name, sealed):
         label = ("%s/%s" % (namespace, name)).encode()
         session_key = private_key.decrypt(raw[2:2 + size], _oaep(label))
         return AESGCM(session_key).decrypt(b"\0" * 12, raw[2 + size:], None)
-    except Exception:  # pylint: disable=broad-exception-caught - any failure means: seal again
+    # Any failure (another key, another name, a damaged value) means: seal again.
+    except Exception:  # pylint: disable=broad-exception-caught
         return None
 
 
@@ -329,13 +332,12 @@ class Render:
         for path in [path for path in files if path.startswith("flux/") and path.endswith(".yaml")]:
             text = files[path].replace("  path: ./k8s/", "  path: " + prefix)
             files[path] = drop_dependencies(text, off)
-        files["flux/kustomization.yaml"] = set_resources(
-            files["flux/kustomization.yaml"],
-            resources_of(files["flux/kustomization.yaml"]) + ["optional/%s.yaml" % name for name in OPTIONAL
-                                                               if components[name]])
+        flux = "flux/kustomization.yaml"
+        enabled = ["optional/%s.yaml" % name for name in OPTIONAL if components[name]]
+        files[flux] = set_resources(files[flux], resources_of(files[flux]) + enabled)
         namespaces = "platform/namespaces/kustomization.yaml"
-        files[namespaces] = set_resources(files[namespaces], [item for item in resources_of(files[namespaces])
-                                                              if item[:-5] not in off])
+        kept = [item for item in resources_of(files[namespaces]) if item[:-5] not in off]
+        files[namespaces] = set_resources(files[namespaces], kept)
         for path in [path for path in files if path.startswith("platform/namespaces/")
                      and path.rsplit("/", 1)[1][:-5] in off]:
             del files[path]
@@ -426,7 +428,7 @@ def main():
             "settings": {"type": "dict", "required": True},
             "lb_pools": {"type": "list", "elements": "dict", "default": []},
             "l2_announcements": {"type": "bool", "default": True},
-            "sealed_secrets_key_secret": {"type": "str", "required": True},
+            "sealed_secrets_key_secret": {"type": "str", "required": True, "no_log": False},
             "sealed_secrets": {"type": "list", "elements": "dict", "default": [], "no_log": True, "options": {
                 "path": {"type": "str", "required": True},
                 "name": {"type": "str", "required": True},
@@ -437,7 +439,7 @@ def main():
             "extra_files": {"type": "list", "elements": "dict", "default": [], "options": {
                 "path": {"type": "str", "required": True},
                 "content": {"type": "str", "required": True}}},
-            "chart_ca_secret": {"type": "str", "default": ""},
+            "chart_ca_secret": {"type": "str", "default": "", "no_log": False},
             "preserve": {"type": "list", "elements": "str", "default": ["flux-system", "custom"]},
         },
         required_if=[],
