@@ -41,7 +41,8 @@ _PATTERNS = (
     (UNREACHABLE, ("Connection refused", "Could not resolve hostname", "Connection timed out",
                    "No route to host", "Network is unreachable", "Operation timed out",
                    "Connection closed by", "kex_exchange_identification")),
-    (NON_FAST_FORWARD, ("[rejected]", "non-fast-forward", "fetch first", "stale info")),
+    (NON_FAST_FORWARD, ("[rejected]", "non-fast-forward", "fetch first", "stale info", "cannot lock ref",
+                        "failed to update ref")),
 )
 
 

@@ -4,15 +4,17 @@ the refusals that come before any push, the commit the play makes, idempotence, 
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.lab.conftest import LabHandle
-from tests.playbook_runner import TEST_VAULT_PASSWORD, run_playbook, task_result
+from tests.lab.conftest import LabHandle, wait_for
+from tests.playbook_runner import BIN, REPO, TEST_VAULT_PASSWORD, run_playbook, task_result
 from tests.store_access import open_store
 
 NET = "127.100"
@@ -253,6 +255,33 @@ def test_a_spec_change_lands_as_a_new_commit_and_the_rest_of_the_repository_stay
         "turnkey: LB pool ingress moves to 127.2.3.9", "docs: readme", "turnkey: publish the tree"]
     assert "127.2.3.9" in git_lab.show(repo, "k8s/cilium/lb-pools.yaml")
     assert git_lab.show(repo, "README.md") == "# cluster\n"
+
+
+def test_a_second_run_waits_for_the_first_to_leave_the_clone(git_lab, tmp_path, published):
+    repo, url, private, src, _first = published
+    (src / "namespaces.yaml").write_text(TREE["namespaces.yaml"] + "---\n# second run\n")
+    playbook = tmp_path / "waiting.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "Publish", "hosts": "localhost", "gather_facts": False,
+        "tasks": [{"name": "publish", "turnkey.cluster.gitops_publish": publish_args(tmp_path, url, private, src)}]}]))
+    lock_file = tmp_path / "state" / "gitops" / ".repo.lock"
+    with open(lock_file, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another run holds the clone
+        env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1"}
+        waiting = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)],
+                                   cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            # The run waits for the lock (the kernel lists it as a blocked FLOCK on that file), pushing nothing.
+            inode = f":{lock_file.stat().st_ino} "
+            wait_for(lambda: any("-> FLOCK" in line and inode in line
+                                 for line in Path("/proc/locks").read_text().splitlines()), timeout=120)
+            assert waiting.poll() is None
+            assert len(git_lab.log(repo)) == 1
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+    output, _err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, output
+    assert len(git_lab.log(repo)) == 2
 
 
 def test_a_pinned_host_key_that_does_not_match_stops_before_anything(git_lab, tmp_path, published):
