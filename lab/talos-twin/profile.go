@@ -75,6 +75,10 @@ func (f *fleet) installAndReboot(n *node, raw []byte) {
 	log.Printf("talos-twin: node %s: installing to disk and rebooting (API unreachable for %s)", n.name, timing.installGap())
 	time.Sleep(timing.installGap() - 200*time.Millisecond)
 
+	if f.lookup(n.ip) != n {
+		return // the machine was destroyed meanwhile (the lab wipes its disk)
+	}
+
 	n.mu.Lock()
 	err := n.bootInstalled(raw)
 	n.mu.Unlock()
