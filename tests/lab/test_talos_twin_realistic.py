@@ -20,6 +20,7 @@ from tests.lab.test_talos_twin import (  # noqa: F401 # pylint: disable=unused-i
     Twin,
     apply_insecure,
     configured,
+    make_twin,
     run,
     talosctl,
     twin_binary,
@@ -47,19 +48,17 @@ def log_order(twin: Twin, *needles: str) -> list[int]:
 
 
 @pytest.fixture
-def realistic_twin(twin_binary, tmp_path, request):  # noqa: F811
-    twins: list[Twin] = []
+def realistic_twin(make_twin):  # noqa: F811
+    """make_twin's twin (stopped with the test), started again with the realistic profile."""
 
     def make(nodes: dict[str, str], *extra: str) -> Twin:
-        twin = Twin(twin_binary, tmp_path, nodes)
+        twin = make_twin(nodes)
+        twin.stop()
         twin.extra_args = [*REALISTIC, *extra]
         twin.start(*nodes.values())
-        twins.append(twin)
         return twin
 
-    yield make
-    for twin in twins:
-        twin.stop()
+    return make
 
 
 @pytest.fixture
