@@ -104,6 +104,11 @@ def flux_ldflags(ctx):
     return ["-X", "main.VERSION=" + ctx["version"].lstrip("v")]
 
 
+def kwok_ldflags(ctx):
+    # as KWOK's hack/releases.sh sets it (the module's constant says the same for v0.8.0)
+    return ["-X", "sigs.k8s.io/kwok/pkg/consts.Version=" + ctx["version"].lstrip("v")]
+
+
 def kube_staging_version(version):
     return "v0." + ".".join(version.lstrip("v").split(".")[1:3])
 
@@ -371,7 +376,16 @@ TOOLS = {tool.name: tool for tool in (
          ["--version"], local_replace_version=kube_staging_version, ldflags=kube_ldflags),
     Tool("kubectl", "k8s.io/kubernetes", "KUBERNETES_VERSION", "k8s.io/kubernetes/cmd/kubectl",
          ["version", "--client"], local_replace_version=kube_staging_version, ldflags=kube_ldflags),
+    # The lab's control loop (the Talos twin runs both next to its kube-apiserver): same module and flags, so
+    # they reuse most of the API server's build cache.
+    Tool("kube-controller-manager", "k8s.io/kubernetes", "KUBERNETES_VERSION",
+         "k8s.io/kubernetes/cmd/kube-controller-manager", ["--version"], local_replace_version=kube_staging_version,
+         ldflags=kube_ldflags),
+    Tool("kube-scheduler", "k8s.io/kubernetes", "KUBERNETES_VERSION", "k8s.io/kubernetes/cmd/kube-scheduler",
+         ["--version"], local_replace_version=kube_staging_version, ldflags=kube_ldflags),
     Tool("etcd", "go.etcd.io/etcd/server/v3", "ETCD_VERSION", "go.etcd.io/etcd/server/v3", ["--version"]),
+    # KWOK plays the kubelets of the lab's Talos nodes (pods Running/Ready without containers).
+    Tool("kwok", "sigs.k8s.io/kwok", "KWOK_VERSION", "sigs.k8s.io/kwok/cmd/kwok", ["--version"], ldflags=kwok_ldflags),
     Tool("helm", "helm.sh/helm/v3", "HELM_VERSION", "helm.sh/helm/v3/cmd/helm", ["version"], ldflags=helm_ldflags),
     Tool("flux", "github.com/fluxcd/flux2/v2", "FLUX_VERSION", "github.com/fluxcd/flux2/v2/cmd/flux",
          ["version", "--client"], ldflags=flux_ldflags, prepare=flux_prepare),
@@ -594,6 +608,7 @@ def quote_flag(flag):
 # (docs/tools.md, "How long it takes"): said before each build, unless this machine built the tool before.
 TYPICAL_SECONDS = {"talosctl": 456, "kube-apiserver": 746, "kubectl": 75, "etcd": 151, "helm": 140, "flux": 369,
                    "cilium-chart": 5}
+TYPICAL_SECONDS.update({"kube-controller-manager": 406, "kube-scheduler": 40, "kwok": 669})
 
 
 def expected_seconds(tool):

@@ -34,6 +34,9 @@ VERSION_CHECKS = {
     "etcd": (["--version"], r"^etcd Version: {ETCD_NUMBER}$"),
     "helm": (["version"], r'Version:"{HELM_VERSION}"'),
     "flux": (["version", "--client"], r"^flux: {FLUX_VERSION}$"),
+    "kube-controller-manager": (["--version"], r"^Kubernetes {KUBERNETES_VERSION}$"),
+    "kube-scheduler": (["--version"], r"^Kubernetes {KUBERNETES_VERSION}$"),
+    "kwok": (["--version"], r"^kwok version {KWOK_VERSION} "),
 }
 
 
