@@ -238,7 +238,7 @@ class GitServer(Component):
         if not banner.startswith("SSH-2.0-"):
             return Health(False, f"not an SSH server: {banner[:40]!r}")
         keys = sum(1 for _ in self.keys_dir.glob("**/*.pub"))
-        return Health(True, f"{banner.split('-', 2)[2]}, {len(REPOSITORIES)} repositor(y/ies), {keys} deploy key(s)")
+        return Health(True, f"{banner.split('-', 2)[2]}; repositories: {len(REPOSITORIES)}, deploy keys: {keys}")
 
     def endpoint(self) -> dict:
         return {**super().endpoint(), "user": self.user, "host_key": host_public_key(self.data_dir),
