@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..state import Lab, LabError
 from .base import PROFILES, Component, Health
+from .flux import FLUX_COMPONENTS
 from .git import GitServer
 from .hetzner import HetznerTwin
 from .image_factory import ImageFactory
@@ -14,6 +15,8 @@ from .talos import TalosNodes
 # Start order; `lab up` without --components runs all of them.
 COMPONENTS: tuple[type[Component], ...] = (OpenBao, Proxmox, ImageFactory, HetznerTwin, TalosNodes,
                                          GitServer)
+# The Flux controllers wait for a cluster that holds their Deployments (components/flux.py).
+COMPONENTS += FLUX_COMPONENTS
 
 __all__ = ["COMPONENTS", "PROFILES", "Component", "Health", "build", "names"]
 
