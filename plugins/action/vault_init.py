@@ -67,6 +67,12 @@ class ActionModule(vault_keys.VaultAction):
         with store.locked():
             vault = vault_lib.client(dict(args, timeout=INIT_TIMEOUT))
             if vault_lib.seal_status(vault, args["url"]).get("initialized"):
+                now = vault_keys.read_keys(store, args["keys_name"])
+                if now is not None and now != stored:
+                    # A run that held the lock first initialised it and kept its keys: nothing left to do here.
+                    result.update(changed=False, action="none")
+                    result.pop("diff", None)
+                    return result
                 raise vault_lib.VaultFailure("Vault at %s was initialised by someone else while this run waited for "
                                              "the store's lock; run again" % args["url"])
             answer = vault_lib.call(args["url"], "initialising Vault", vault.sys.initialize,

@@ -66,8 +66,16 @@ class ActionModule(vault_keys.VaultAction):
             result["token"] = None
             return result
         with store.locked():
+            # A run that got the lock first may have made the login (and revoked the root token): use its login.
+            again = store.read(args["login_name"])
+            if again is not None and again != creds and not args["root_token"]:
+                token, _reason = self._login(args, again["data"])
+                if token:
+                    result.update(changed=False, action="login")
+                    result.pop("diff", None)
+                    return self._answer(result, token, bootstrapped=False)
             self._bootstrap(root_client, args, store)
-        vault_lib.call(url, "revoking the root token", root_client.auth.token.revoke_self)
+            vault_lib.call(url, "revoking the root token", root_client.auth.token.revoke_self)
         token, reason = self._login(args, store.read(args["login_name"])["data"])
         if not token:
             raise vault_lib.VaultFailure("Vault at %s: the playbook's new login does not work (%s)" % (url, reason))

@@ -36,26 +36,33 @@ class ActionModule(vault_keys.VaultAction):
             raise vault_lib.VaultFailure("Vault at %s is sealed and the store holds no unseal keys for it (%s). Fix: "
                                          "unseal it by hand (`bao operator unseal`), then hand its keys in once with "
                                          "vault_config_adopt (docs/vault.md)" % (url, store.file_of(args["keys_name"])))
+        with store.locked():  # two runs at once: the second finds Vault unsealed
+            if vault_lib.seal_status(vault, url).get("sealed"):
+                self._unseal(vault, url, stored, status, store.file_of(args["keys_name"]))
+        result["sealed"] = False
+        return self._active(result, vault, args)
+
+    def _unseal(self, vault, url, stored, status, where):
         # Start from no progress, so a share someone left half-entered cannot mix with the store's.
-        vault_lib.call(url, "resetting the unseal progress", vault.sys.submit_unseal_key, reset=True)
+        if not self._submit(vault, url, None, where).get("sealed"):
+            return
         for key in stored["unseal_keys"]:
-            answer = self._submit(vault, url, key, store.file_of(args["keys_name"]))
+            answer = self._submit(vault, url, key, where)
             if not answer.get("sealed"):
                 break
         else:
             raise vault_lib.VaultFailure(
                 "Vault at %s is still sealed after all %d keys of %s: they are not this Vault's keys (or fewer than "
                 "its threshold %s). Fix: point vault.address at the Vault they belong to, or hand this one's keys in "
-                "with vault_config_adopt" % (url, len(stored["unseal_keys"]), store.file_of(args["keys_name"]),
-                                             status.get("t")))
-        result["sealed"] = False
-        return self._active(result, vault, args)
+                "with vault_config_adopt" % (url, len(stored["unseal_keys"]), where, status.get("t")))
 
     @staticmethod
     def _submit(vault, url, key, where):
         try:
-            return vault.sys.submit_unseal_key(key=key)
+            return vault.sys.submit_unseal_key(key=key, reset=key is None)
         except Exception as exc:  # noqa: BLE001 - a wrong key is a 400 with a cryptic text
+            if "vault is unsealed" in str(exc):  # someone else (another run, a supervisor) unsealed it meanwhile
+                return {"sealed": False}
             text = vault_lib.describe(exc, url)
             if text:
                 raise vault_lib.VaultFailure(text) from None

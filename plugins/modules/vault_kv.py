@@ -85,7 +85,7 @@ def _keys_summary(data, other):
     return "\n".join(lines) + "\n"
 
 
-def ensure(module, vault):
+def ensure(module, vault, retried=False):
     params, url = module.params, module.params["url"]
     mount, path = params["mount"].strip("/"), params["path"].strip("/")
     wanted = {str(key): value if isinstance(value, str) else str(value) for key, value in params["data"].items()}
@@ -100,8 +100,14 @@ def ensure(module, vault):
                                            "%s/%s" % (mount, path))
     if action == "none" or module.check_mode:
         return result
-    written = vault_lib.call(url, "writing %s/%s" % (mount, path), vault.secrets.kv.v2.create_or_update_secret,
-                             path=path, secret=wanted, cas=version, mount_point=mount)
+    try:
+        written = vault_lib.call(url, "writing %s/%s" % (mount, path), vault.secrets.kv.v2.create_or_update_secret,
+                                 path=path, secret=wanted, cas=version, mount_point=mount)
+    except vault_lib.VaultFailure as exc:
+        if retried or "check-and-set" not in str(exc):
+            raise
+        # Another writer added a version since our read (check-and-set refused ours): decide again.
+        return ensure(module, vault, retried=True)
     result["version"] = written.get("data", {}).get("version", version + 1)
     return result
 

@@ -114,7 +114,7 @@ def _summary(mount):
     return "\n".join(lines) + "\n"
 
 
-def ensure(module, vault):
+def ensure(module, vault, retried=False):
     params, url = module.params, module.params["url"]
     kind, path = params["kind"], params["path"].strip("/")
     current = _mounts(vault, url, kind).get(path + "/")
@@ -161,12 +161,18 @@ def ensure(module, vault):
     if action == "none" or module.check_mode:
         return result
     if action == "enable":
-        if kind == "secret":
-            vault_lib.call(url, "enabling %s at %s/" % (params["type"], path), vault.sys.enable_secrets_engine,
-                           params["type"], path=path, description=params["description"], options=options)
-        else:
-            vault_lib.call(url, "enabling auth %s at %s/" % (params["type"], path), vault.sys.enable_auth_method,
-                           params["type"], path=path, description=params["description"])
+        try:
+            if kind == "secret":
+                vault_lib.call(url, "enabling %s at %s/" % (params["type"], path), vault.sys.enable_secrets_engine,
+                               params["type"], path=path, description=params["description"], options=options)
+            else:
+                vault_lib.call(url, "enabling auth %s at %s/" % (params["type"], path), vault.sys.enable_auth_method,
+                               params["type"], path=path, description=params["description"])
+        except vault_lib.VaultFailure as exc:
+            if retried or "already in use" not in str(exc):
+                raise
+            # Another run enabled it between our read and our write: decide again from what is there now.
+            return ensure(module, vault, retried=True)
         if not tuning:
             return result
     tune = vault.sys.tune_mount_configuration if kind == "secret" else vault.sys.tune_auth_method
