@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.integration.platform_tree.conftest import CSI_SECRET, HCLOUD_TOKEN, crd_index, recap
+from tests.integration.platform_tree.conftest import CSI_SECRET, HCLOUD_TOKEN, RENDERS, Tree, crd_index, recap
 from tests.tools import built_tools
 
 OPTIONAL = {"proxmox-csi", "hetzner-csi", "vault", "cert-manager-acme"}
@@ -304,3 +304,17 @@ def test_the_collection_tree_builds_as_shipped():
     root = Path(__file__).resolve().parents[3] / "k8s"
     for folder in sorted({path.parent for path in root.rglob("kustomization.yaml")}):
         kubectl_kustomize(folder)
+
+
+def test_before_layer_00_check_mode_writes_nothing_and_a_run_stops(tmp_path):
+    """With no sealed-secrets keypair in the store yet: --check reports the render and writes nothing; a real run
+    stops before writing, naming layer 00."""
+    fresh = Tree(tmp_path, "lab", RENDERS["lab"][1])
+    check = fresh.render("--check", "--diff")
+    assert check.returncode == 0, check.stdout[-3000:]
+    assert recap(check.stdout)["localhost"]["changed"] == 1
+    assert "the tree's SealedSecrets are rendered once layer 00 has made it" in check.stdout
+    assert not fresh.dest.exists()
+    run = fresh.render()
+    assert run.returncode != 0 and "run layer 00 first" in run.stdout, run.stdout[-3000:]
+    assert not fresh.dest.exists()
