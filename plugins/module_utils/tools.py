@@ -65,7 +65,8 @@ def locate_tool(tool, explicit=None, version=None, environ=None, explicit_name=N
     for given, source in ((explicit, explicit_name or "the path given"), (environ.get(variable), "$" + variable)):
         if given:
             if not usable(tool, given):
-                raise ToolError("%s %s = %s is not %s" % (tool, source, given, what(tool)))
+                raise ToolError("%s %s = %s is not %s: point it at one, or leave it empty and run `make tools` "
+                                "for the pinned one" % (tool, source, given, what(tool)))
             return given
     tried = []
     cache = cache_folder(environ)
@@ -83,5 +84,5 @@ def locate_tool(tool, explicit=None, version=None, environ=None, explicit_name=N
         if on_path:
             return on_path
         tried.append("%s on PATH" % tool)
-    raise ToolError("%s not found (tried %s): set %s or $%s to it, or build the pinned one with `make tools`"
+    raise ToolError("%s not found (tried %s): set %s or $%s to it, or run `make tools` to build the pinned one"
                     % (tool, ", ".join(tried) or "nothing", explicit_name or "its path", variable))
