@@ -20,6 +20,7 @@ import yaml
 
 from tests.integration.cluster.conftest import control_plane  # noqa: F401 - the fixture, used by name
 from tests.integration.flux.githttp import GitHTTPServer
+from tests.lab.test_talos_twin import Twin, run, talosctl, twin_binary  # noqa: F401 - fixtures, used by name
 from tests.playbook_runner import recap, run_playbook
 from tests.tools import built_tools
 
@@ -257,3 +258,37 @@ def test_controller_args_are_the_deployments_with_the_labs_addresses(tmp_path):
     assert NotificationController(lab).args(notification) == [
         "--watch-all-namespaces=true", "--log-level=debug", "--metrics-addr=127.102.0.12:8080",
         "--health-addr=127.102.0.12:9440", "--events-addr=127.102.0.12:9090", "--receiverAddr=127.102.0.12:9292"]
+
+
+def test_flux_controllers_find_the_talos_twins_cluster(make_lab, twin_binary, talosctl, tmp_path):  # noqa: F811
+    """Against the Talos twin's own cluster (a bootstrapped control plane: real etcd + kube-apiserver), found
+    where the twin keeps it: the controllers start once `install.yaml` is applied, as their ServiceAccounts."""
+    tools = built_tools("TURNKEY_ETCD", "TURNKEY_KUBE_APISERVER", *NEEDED)
+    lab = make_lab(NET)
+    cp1, endpoint = NET + ".1.1", "https://%s.1.100:6443" % NET
+    gen = tmp_path / "gen"
+    run(talosctl, "gen", "config", "flux-lab", endpoint, "-o", str(gen), "--with-docs=false", "--with-examples=false")
+    (lab.root / "components" / "talos").mkdir(parents=True)
+    twin = Twin(twin_binary, lab.root / "components" / "talos", {"cp1": cp1})  # the talos component's folder
+    twin.extra_args = ["--etcd", tools["TURNKEY_ETCD"], "--kube-apiserver", tools["TURNKEY_KUBE_APISERVER"]]
+    twin.start(cp1)
+    try:
+        lab.run("up", "--components", ",".join(CONTROLLERS))
+        run(talosctl, "apply-config", "--insecure", "-n", cp1, "-e", cp1, "-f", str(gen / "controlplane.yaml"))
+        run(talosctl, "--talosconfig", str(gen / "talosconfig"), "-n", cp1, "-e", cp1, "bootstrap")
+        kubeconfig = tmp_path / "kubeconfig"
+        run(talosctl, "--talosconfig", str(gen / "talosconfig"), "-n", cp1, "-e", cp1, "kubeconfig", str(kubeconfig),
+            "--force", "--merge=false")
+        cluster = Cluster(kubeconfig, tools["TURNKEY_KUBECTL"])
+        wait_for(lambda: cluster.run("get", "--raw", "/readyz", ok=False).returncode == 0, timeout=120, interval=1)
+        wait_for(lambda: all("flux is not installed" in supervised(lab)[name]["detail"] for name in CONTROLLERS), 60)
+        cluster.run("apply", "--server-side", "-f", str(Path(tools["TURNKEY_FLUX_MANIFESTS"]) / "install.yaml"))
+        wait_for(lambda: all(lab.status()["components"][name]["detail"] == "%s ready" % name
+                             for name in CONTROLLERS), timeout=300, interval=1)
+        launch = json.loads((lab.root / "components" / "source-controller" / "launch.json").read_text())
+        assert "--storage-adv-addr=%s.0.9:9090" % NET in launch["args"]
+        server = yaml.safe_load((lab.root / "components" / "helm-controller" / "kubeconfig").read_text())
+        assert server["clusters"][0]["cluster"]["server"] == endpoint
+        lab.run("down")
+    finally:
+        twin.stop()
