@@ -34,6 +34,7 @@ type controlPlane struct {
 	info      *clusterInfo
 	nodes     nodeRegistry
 	forwards  apiForwards
+	loop      controlLoop // controller manager, scheduler, KWOK (controllers.go)
 }
 
 // clusterInfo is what the control plane is made from: the bootstrap node's config.
@@ -235,7 +236,11 @@ func (c *controlPlane) reconcile() error {
 		return nil //nolint:nilerr // still starting: the next round looks again
 	}
 
-	return c.nodes.reconcile(c.api, all)
+	if err := c.nodes.reconcile(c.api, all); err != nil {
+		return err
+	}
+
+	return c.loop.reconcile(c, all)
 }
 
 func (c *controlPlane) writeSharedPKI() error {
@@ -531,6 +536,7 @@ func (c *controlPlane) stopAll() {
 
 func (c *controlPlane) stopLocked() {
 	c.forwards.close()
+	c.loop.stop()
 
 	if c.apiserver != nil {
 		c.apiserver.stop()

@@ -29,10 +29,14 @@ TOOLS_ENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "
 PORT = 50000
 # The real control plane started on bootstrap; tools/build makes both.
 TOOLS = {"etcd": "TURNKEY_ETCD", "kube-apiserver": "TURNKEY_KUBE_APISERVER"}
+# The control loop the twin runs next to the API server (docs/lab.md, "Control loop"); tools/build makes them.
+CONTROL_LOOP = {"kube-controller-manager": "TURNKEY_KUBE_CONTROLLER_MANAGER",
+                "kube-scheduler": "TURNKEY_KUBE_SCHEDULER", "kwok": "TURNKEY_KWOK"}
+TOOLS.update(CONTROL_LOOP)
 
 
 def tool_paths() -> dict[str, str]:
-    """etcd and kube-apiserver: from the environment, else from the tools cache's tools.env."""
+    """etcd, kube-apiserver and the control loop: from the environment, else from the tools cache's tools.env."""
     recorded = {}
     if TOOLS_ENV.is_file():
         for line in TOOLS_ENV.read_text().splitlines():
@@ -82,6 +86,7 @@ class TalosNodes(Component):
         tools = tool_paths()
         return [self.binary(), "--nodes", str(self.nodes_file), "--state", str(self.state_dir),
                 "--port", str(PORT), "--etcd", tools["etcd"], "--kube-apiserver", tools["kube-apiserver"],
+                *[arg for tool in CONTROL_LOOP for arg in ("--" + tool, tools[tool])],
                 # realistic: installs, reboots, etcd, API server and CNI take their time (docs/lab-talos.md)
                 "--profile", self.profile]
 
