@@ -363,3 +363,42 @@ def test_the_role_publishes_with_the_layer_00_key_the_lab_registers(git_lab, tmp
     stored = open_store(tmp_path / "secrets", TEST_VAULT_PASSWORD).read("flux_deploy_key")["data"]["private_key"]
     body = max(stored.splitlines(), key=len)
     assert body not in process.stdout + process.stderr
+
+
+ROLE_ONLY = """
+- name: The role alone
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Publish
+      ansible.builtin.include_role:
+        name: turnkey.cluster.gitops_publish
+"""
+
+
+def test_the_role_without_the_layer_00_key_stops_and_check_mode_says_so(git_lab, tmp_path):
+    url = git_lab.repository("test/no-key.git")
+    playbook = tmp_path / "role-only.yml"
+    playbook.write_text(ROLE_ONLY)
+    variables = {"cluster_name": "lab", "cluster_domain": "lab.turnkey.test",
+                 "gitops": {"url": url, "branch": "main", "path": "k8s"},
+                 "secrets_store": {"path": str(tmp_path / "secrets"), "vault_password_env": "TURNKEY_VAULT_PASSWORD"},
+                 "gitops_publish_src": str(write_tree(tmp_path / "tree", TREE)),
+                 "gitops_publish_state_dir": str(tmp_path / "state")}
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    env = {"TURNKEY_VAULT_PASSWORD": TEST_VAULT_PASSWORD}
+    missing = "turnkey.cluster.gitops_publish : Stop when the deploy key is missing"
+
+    process = run_playbook("-i", "localhost,", "-c", "local", "-e", f"@{tmp_path / 'vars.json'}",
+                           playbook=str(playbook), json_output=True, env=env)
+    stopped = task_result(process.stdout, missing)
+    assert stopped.get("failed") and "run layer 00 first" in stopped["msg"]
+
+    # --check before layer 00 ever ran: nothing to check access with, so nothing is published, no failure.
+    process = run_playbook("-i", "localhost,", "-c", "local", "-e", f"@{tmp_path / 'vars.json'}", "--check",
+                           playbook=str(playbook), json_output=True, env=env)
+    assert process.returncode == 0, process.stdout[-3000:]
+    skipped = task_result(process.stdout, "turnkey.cluster.gitops_publish : Commit and push the platform tree "
+                                          "into the GitOps repository")
+    assert skipped.get("skipped")
+    assert git_lab.log("test/no-key.git") == []
