@@ -153,6 +153,16 @@ resealed:
   returned: always
   type: list
   elements: str
+kustomizations:
+  description:
+    - The rendered tree's Flux Kustomizations in dependency order (each after everything it depends on), with their
+      timeouts in seconds and what they depend on; what a wait for them by name, in order, needs.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {name: namespaces, timeout: 120, depends_on: []}
+    - {name: cert-manager, timeout: 600, depends_on: [namespaces]}
 """
 
 import base64
@@ -392,6 +402,33 @@ class Render:
                                                       resources_of(self.files[kustomization]) + [name])
 
 
+def seconds(duration):
+    """A Go duration of the forms Flux's timeouts use (1h, 10m, 90s, 1m30s) in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(int(value) * units[unit] for value, unit in re.findall(r"(\d+)([hms])", duration))
+
+
+def dependency_order(files):
+    """The Flux Kustomizations listed in flux/kustomization.yaml, each after its dependencies (stable order)."""
+    found = {}
+    for entry in resources_of(files["flux/kustomization.yaml"]):
+        for doc in yaml.safe_load_all(files["flux/" + entry]):
+            if doc and doc.get("kind") == "Kustomization":
+                spec = doc["spec"]
+                found[doc["metadata"]["name"]] = {
+                    "name": doc["metadata"]["name"], "timeout": seconds(str(spec.get("timeout", "5m"))),
+                    "depends_on": [item["name"] for item in spec.get("dependsOn") or []]}
+    ordered, placed = [], set()
+    while len(ordered) < len(found):
+        ready = [item for name, item in found.items() if name not in placed
+                 and all(dependency in placed or dependency not in found for dependency in item["depends_on"])]
+        if not ready:
+            raise ValueError("dependency cycle among %s" % ", ".join(sorted(set(found) - placed)))
+        ordered.append(ready[0])
+        placed.add(ready[0]["name"])
+    return ordered
+
+
 def read_current(dest):
     """The files of dest that the render owns."""
     current = {}
@@ -461,6 +498,10 @@ def main():
     renderer.load()
     resealed = renderer.render(current)
     wanted = renderer.files
+    try:  # before anything is written
+        order = dependency_order(wanted)
+    except ValueError as exc:
+        module.fail_json(msg="the tree's Kustomizations have a %s" % exc)
     changed_files = sorted(path for path in wanted if current.get(path) != wanted[path])
     removed_files = sorted(path for path in current if path not in wanted)
     diff = [{"before_header": path, "after_header": path, "before": current.get(path, ""),
@@ -476,7 +517,7 @@ def main():
                 if os.path.relpath(full, dest).split(os.sep)[0] in OWNED_TOP and not os.listdir(full):
                     os.rmdir(full)
     module.exit_json(changed=bool(changed_files or removed_files), changed_files=changed_files,
-                     removed_files=removed_files, resealed=resealed, diff=diff)
+                     removed_files=removed_files, resealed=resealed, kustomizations=order, diff=diff)
 
 
 if __name__ == "__main__":

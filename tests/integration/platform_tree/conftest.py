@@ -70,7 +70,11 @@ class Tree:
         self.playbook.write_text(yaml.safe_dump([{
             "name": "platform tree", "hosts": "localhost", "gather_facts": False,
             "tasks": [{"name": "Render", "ansible.builtin.include_role": {"name": "turnkey.cluster.platform_tree"},
-                       "vars": {"platform_tree_dest": str(self.dest)}}]}]))
+                       "vars": {"platform_tree_dest": str(self.dest)}},
+                      # The role's fact, for the tests (not counted as a change).
+                      {"name": "Record the Kustomizations in order", "check_mode": False, "changed_when": False,
+                       "ansible.builtin.copy": {"content": "{{ platform_tree_kustomizations | to_json }}",
+                                                "dest": str(tmp_path / "kustomizations.json"), "mode": "0600"}}]}]))
 
     def make_store(self):
         made = run_playbook("-i", str(self.inventory), playbook=str(self.layer00), env=self.env)

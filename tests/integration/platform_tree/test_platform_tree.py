@@ -7,6 +7,7 @@ rerun or --check changes nothing while a spec change changes exactly its object.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -158,6 +159,20 @@ def test_the_graph_is_whole_acyclic_and_gates_with_wait(tree):
     gate = found["sealed-secrets-key"]["spec"]["healthChecks"]
     assert gate == [{"apiVersion": "v1", "kind": "Secret", "namespace": "kube-system",
                      "name": "sealed-secrets-key-turnkey-" + tree.settings()["sealed_secrets_key_id"]}]
+
+
+def test_the_role_hands_on_the_kustomizations_in_dependency_order(tree):
+    """platform_tree_kustomizations: every Kustomization once, each after what it depends on, timeouts in seconds."""
+    found = kustomizations(tree)
+    order = json.loads((tree.tmp / "kustomizations.json").read_text())
+    assert sorted(item["name"] for item in order) == sorted(found)
+    position = {item["name"]: index for index, item in enumerate(order)}
+    for item in order:
+        spec = found[item["name"]]["spec"]
+        assert item["depends_on"] == [dependency["name"] for dependency in spec.get("dependsOn", [])]
+        assert all(position[dependency] < position[item["name"]] for dependency in item["depends_on"])
+        minutes = int(spec["timeout"].rstrip("m"))
+        assert item["timeout"] == minutes * 60
 
 
 def test_kubectl_kustomize_builds_every_folder(tree):
