@@ -12,7 +12,8 @@ starts it, as on a real cluster:
   renewed here at half its life) and the controller's command line: the Deployment's container args with
   `$(RUNTIME_NAMESPACE)` expanded, the addresses replaced by the component's own loopback IP (metrics, health,
   source-controller's artifact storage and the address it advertises, notification-controller's event and
-  webhook receivers, the other controllers' `--events-addr`) and the storage path in the component's folder.
+  webhook receivers, the other controllers' `--events-addr`) and the storage path in the component's folder;
+  `--enable-leader-election` is dropped (DROPPED_FLAGS says why).
 - The waiting process sees the command line and execs the controller in its place (argv[0] is a symlink in
   the component's folder, so the lab still recognises the process as its own).
 - A Deployment deleted, its args changed, or a new cluster (another CA or endpoint) stops the running
