@@ -121,20 +121,6 @@ kind: Namespace
 metadata: {name: apps}
 ---
 apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: apps}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: web, image: nginx:1.29}]
-      volumes:
-      - name: optional-secret
-        secret: {secretName: never-made, optional: true}
----
-apiVersion: apps/v1
 kind: StatefulSet
 metadata: {name: db, namespace: apps}
 spec:
@@ -232,52 +218,29 @@ def _rolled_out(path):
     assert images == ["nginx:1.30"] * 3, images
 
 
-GATED = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: gated}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: mounts-secret, namespace: gated}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: mounts-secret}}
-  template:
-    metadata: {labels: {app: mounts-secret}}
-    spec:
-      containers: [{name: app, image: busybox:1.37}]
-      volumes: [{name: creds, secret: {secretName: app-credentials}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: env-from-secret, namespace: gated}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: env-from-secret}}
-  template:
-    metadata: {labels: {app: env-from-secret}}
-    spec:
-      containers:
-      - name: app
-        image: busybox:1.37
-        env:
-        - name: PASSWORD
-          valueFrom: {secretKeyRef: {name: app-env, key: password}}
-"""
+def deployment(namespace: str, name: str, replicas: int = 1, **pod_spec) -> str:
+    """A Deployment of `replicas` pods labelled app=<name> with the given pod spec, as a YAML document."""
+    return "---\n" + json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec}}}) + "\n"
 
-CONTROL = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: control, namespace: gated}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: control}}
-  template:
-    metadata: {labels: {app: control}}
-    spec:
-      containers: [{name: app, image: busybox:1.37}]
-"""
+
+def busybox(**fields) -> list[dict]:
+    return [{"name": "app", "image": "busybox:1.37", **fields}]
+
+
+# an optional reference to a Secret that never exists does not hold a pod
+WORKLOADS += deployment("apps", "web", 3, containers=[{"name": "web", "image": "nginx:1.29"}],
+                        volumes=[{"name": "optional-secret", "secret": {"secretName": "never-made", "optional": True}}])
+
+GATED = ("apiVersion: v1\nkind: Namespace\nmetadata: {name: gated}\n"
+         + deployment("gated", "mounts-secret", containers=busybox(),
+                      volumes=[{"name": "creds", "secret": {"secretName": "app-credentials"}}])
+         + deployment("gated", "env-from-secret", containers=busybox(env=[
+             {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "app-env", "key": "password"}}}])))
+
+CONTROL = deployment("gated", "control", containers=busybox())
 
 
 def test_a_pod_referencing_a_missing_secret_waits_as_on_a_kubelet_until_it_exists(kubeconfig):
