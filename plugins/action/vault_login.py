@@ -55,6 +55,9 @@ class ActionModule(vault_keys.VaultAction):
         root = args["root_token"] or (vault_keys.read_keys(store, args["keys_name"]) or {}).get("root_token")
         root_client = vault_lib.client(args, token=root) if root else None
         if root_client is None or not self._is_root(root_client):
+            if self.check_mode:  # e.g. vault_init would adopt a Vault (and its root token) first
+                result.update(changed=True, action="bootstrap", reason=reason, token=None)
+                return result
             raise vault_lib.VaultFailure("Vault at %s: %s, and no live root token to make one with (the stored one is "
                                          "revoked once the login exists). %s" % (url, reason, RECOVERY))
         result.update(changed=True, action="bootstrap", reason=reason)
