@@ -65,6 +65,21 @@ def kubeconfig(twin_binary, talosctl, tmp_path_factory):  # noqa: F811
         yield path
     finally:
         twin.stop()  # the folder stays for a look after a failure: twin.log, state/_cluster/logs/
+    # the controller manager, the scheduler and KWOK went with the twin (their command lines name its folder)
+    assert not _processes_naming(root / "state"), _processes_naming(root / "state")
+
+
+def _processes_naming(folder: Path) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(folder) in cmdline:
+                found.append(cmdline[:200])
+    return found
 
 
 def cilium_role(root: Path, path: Path):
