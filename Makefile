@@ -86,10 +86,12 @@ molecule: venv
 	echo "molecule: $$times"; \
 	if [ -n "$$failed" ]; then echo "molecule: failed:$$failed"; exit 1; fi
 
-# Benchmarks, not tests: wall time and API calls of layer 01 on fresh labs (realistic profile), and the
-# waits the tests no longer bound (retries through 429s, a stuck server's timeout).
+# Benchmarks, not tests: wall time and API calls of layer 01 on fresh labs (realistic profile), a modelled
+# cold bootstrap per layer and phase for the example topology and 3/6/12 nodes, and the waits the tests no
+# longer bound (retries through 429s, a stuck server's timeout).
 bench: venv
 	python -m benchmarks.proxmox_nodes
+	python -m benchmarks.cold_bootstrap
 	python -m benchmarks.hetzner_requests
 	python -m benchmarks.hetzner_waits
 

@@ -5,7 +5,9 @@ timings, docs/lab-proxmox.md) on net 127.89 and a copy of the lab inventory with
 (3 control planes, the rest workers). Reported per size: wall time of the whole site.yml build, of its
 Proxmox role (proxmox_nodes_s: schematic, image, template, clones, boot) and of the rerun, Proxmox
 API requests per node, image downloads and templates - so the parallelism (one image, one template,
-clones in parallel) is visible. Results also go to <state>/bench/proxmox_nodes.json.
+clones in parallel) is visible; the ratio of the largest to the smallest size's Proxmox role time, and
+the seconds of each of the role's steps per size (where a growing node count costs). Results also go to
+<state>/bench/proxmox_nodes.json.
 
     python -m benchmarks.proxmox_nodes [--sizes 3,6,12] [--profile realistic|fast] [--concurrency 3]
 """
@@ -57,6 +59,11 @@ def measure(size: int, profile: str, concurrency: int) -> dict:
             log = requests.get(f"{PVE}/_lab/requests", verify=ca, timeout=10).json()
             report = json.loads((tmp / "state" / "runs" / "last.json").read_text())
             role_s = next(r["duration_s"] for r in report["roles"] if r["name"] == "turnkey.cluster.proxmox_nodes")
+            # where the role's time goes: each of its tasks (a task runs once for all hosts)
+            steps = {}
+            for task in report["tasks"]:
+                if task["role"] == "turnkey.cluster.proxmox_nodes":
+                    steps[task["name"]] = round(steps.get(task["name"], 0.0) + task["duration_s"], 1)
             started = time.monotonic()
             rerun = run_playbook(*args, env=env, timeout=3600)
             rerun_s = time.monotonic() - started
@@ -68,7 +75,8 @@ def measure(size: int, profile: str, concurrency: int) -> dict:
                     "api_calls": len(api), "api_calls_per_node": round(len(api) / size, 1),
                     "image_downloads": sum(r["method"] == "POST" and r["path"].endswith("/download-url") for r in api),
                     "templates": sum(r["method"] == "POST" and r["path"].endswith("/template") for r in api),
-                    "clones": sum(r["method"] == "POST" and r["path"].endswith("/clone") for r in api)}
+                    "clones": sum(r["method"] == "POST" and r["path"].endswith("/clone") for r in api),
+                    "proxmox_nodes_steps": steps}
         finally:
             lab.run("down", ok=False)
             lab.kill_everything()
@@ -86,11 +94,26 @@ def main(argv=None) -> int:
     print(" ".join("%15s" % c for c in columns))
     for row in rows:
         print(" ".join("%15s" % row[c] for c in columns))
-    out = REPO / ".state" / "bench" / "proxmox_nodes.json"
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        print("proxmox_nodes: %d nodes take %.2fx the time of %d" % (
+            last["nodes"], last["proxmox_nodes_s"] / first["proxmox_nodes_s"], first["nodes"]))
+    steps = list(dict.fromkeys(name for row in rows for name in row["proxmox_nodes_steps"]))
+    if steps:
+        print("seconds per step of proxmox_nodes (nodes: %s)" % ", ".join(str(row["nodes"]) for row in rows))
+        for name in steps:
+            seconds = ("%6s" % row["proxmox_nodes_steps"].get(name, "-") for row in rows)
+            print("  %-70s %s" % (name[:70], "  ".join(seconds)))
+    save_results("proxmox_nodes", rows)
+    return 0
+
+
+def save_results(name: str, rows: list[dict]) -> None:
+    """<repo>/.state/bench/<name>.json, and where it went on stderr."""
+    out = REPO / ".state" / "bench" / ("%s.json" % name)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")
     print("results: %s" % out, file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":
