@@ -52,24 +52,17 @@ class ActionModule(vault_keys.VaultAction):
         # No usable login: make it with a root token (the one initialisation stored, or one handed in).
         if not args["policy"]:
             raise vault_lib.VaultFailure("%s; the login is made with policy, which was not given" % reason)
-        root = args["root_token"] or (vault_keys.read_keys(store, args["keys_name"]) or {}).get("root_token")
-        root_client = vault_lib.client(args, token=root) if root else None
-        if root_client is None or not self._is_root(root_client):
-            if self.check_mode:  # e.g. vault_init would adopt a Vault (and its root token) first
-                result.update(changed=True, action="bootstrap", reason=reason, token=None)
-                return result
-            raise vault_lib.VaultFailure("Vault at %s: %s, and no live root token to make one with (the stored one is "
-                                         "revoked once the login exists). %s" % (url, reason, RECOVERY))
         result.update(changed=True, action="bootstrap", reason=reason)
         if self.diff:
             after = "AppRole %s/ role %s with policy %s; the root token revoked\n" % (
                 args["approle_mount"], args["policy_name"], args["policy_name"])
             result["diff"] = vault_lib.diff_of("no playbook login (%s)\n" % reason, after, url)
-        if self.check_mode:
+        if self.check_mode:  # also when vault_init would first adopt a Vault (and its root token)
             result["token"] = None
             return result
         with store.locked():
-            # A run that got the lock first may have made the login (and revoked the root token): use its login.
+            # Decided again under the lock: a run that got it first may have made the login (and revoked the root
+            # token), or initialised Vault and stored its keys after this run read them.
             again = store.read(args["login_name"])
             if again is not None and again != creds and not args["root_token"]:
                 token, _reason = self._login(args, again["data"])
@@ -77,6 +70,11 @@ class ActionModule(vault_keys.VaultAction):
                     result.update(changed=False, action="login")
                     result.pop("diff", None)
                     return self._answer(result, token, bootstrapped=False)
+            root = args["root_token"] or (vault_keys.read_keys(store, args["keys_name"]) or {}).get("root_token")
+            root_client = vault_lib.client(args, token=root) if root else None
+            if root_client is None or not self._is_root(root_client):
+                raise vault_lib.VaultFailure("Vault at %s: %s, and no live root token to make one with (the stored one "
+                                             "is revoked once the login exists). %s" % (url, reason, RECOVERY))
             self._bootstrap(root_client, args, store)
             vault_lib.call(url, "revoking the root token", root_client.auth.token.revoke_self)
         token, reason = self._login(args, store.read(args["login_name"])["data"])

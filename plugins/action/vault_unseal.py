@@ -36,8 +36,9 @@ class ActionModule(vault_keys.VaultAction):
             raise vault_lib.VaultFailure("Vault at %s is sealed and the store holds no unseal keys for it (%s). Fix: "
                                          "unseal it by hand (`bao operator unseal`), then hand its keys in once with "
                                          "vault_config_adopt (docs/vault.md)" % (url, store.file_of(args["keys_name"])))
-        with store.locked():  # two runs at once: the second finds Vault unsealed
+        with store.locked():  # two runs at once: the second finds Vault unsealed, or the keys the first stored
             if vault_lib.seal_status(vault, url).get("sealed"):
+                stored = vault_keys.read_keys(store, args["keys_name"])
                 self._unseal(vault, url, stored, status, store.file_of(args["keys_name"]))
         result["sealed"] = False
         return self._active(result, vault, args)
