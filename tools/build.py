@@ -624,8 +624,8 @@ def expected_seconds(tool):
 
 # The Flux controllers from one wrapper module (docs/tools.md "The Flux controllers and their install manifests"):
 # the first pays for the shared dependencies, the others mostly for their own packages and the link.
-TYPICAL_SECONDS.update({"source-controller": 640, "kustomize-controller": 100, "helm-controller": 40,
-                        "notification-controller": 130, "flux-manifests": 5})
+TYPICAL_SECONDS.update({"source-controller": 310, "kustomize-controller": 45, "helm-controller": 15,
+                        "notification-controller": 45, "flux-manifests": 5})
 
 
 def duration(seconds):
