@@ -14,7 +14,7 @@ from tests.playbook_runner import BIN, REPO
 # How roles and playbooks call other collections: a module as a task key, a filter, a lookup, a role.
 CALLS = (re.compile(r"^\s*-?\s*([a-z_0-9]+\.[a-z_0-9]+)\.[a-z_0-9]+:\s*$", re.MULTILINE),
          re.compile(r"\|\s*([a-z_0-9]+\.[a-z_0-9]+)\.[a-z_0-9]+"),
-         re.compile(r"(?:lookup|query)\(\s*['\"]([a-z_0-9]+\.[a-z_0-9]+)\.[a-z_0-9]+"),
+         re.compile(r"(?<![\w.])(?:lookup|query)\(\s*['\"]([a-z_0-9]+\.[a-z_0-9]+)\.[a-z_0-9]+"),
          re.compile(r"^\s*(?:-\s*)?name:\s*([a-z_0-9]+\.[a-z_0-9]+)\.[a-z_0-9]+\s*$", re.MULTILINE))
 OWN = {"ansible.builtin", "ansible.legacy", "turnkey.cluster"}
 
