@@ -21,7 +21,7 @@ description:
 author: turnkey.cluster maintainers (!UNKNOWN)
 options:
   _terms:
-    description: The tool, C(talosctl), C(helm), C(kubectl), C(flux) or C(cilium-chart).
+    description: The tool, C(talosctl), C(helm), C(kubectl), C(flux), C(cilium-chart) or C(flux-manifests) (a folder).
     type: list
     elements: str
     required: true

@@ -16,7 +16,7 @@ import shutil
 
 CACHE = os.path.join("turnkey-cluster", "tools")
 # Tools that are a folder, not a binary, and the folder's name inside their versioned cache folder.
-FOLDERS = {"cilium-chart": "cilium"}
+FOLDERS = {"cilium-chart": "cilium", "flux-manifests": "flux-manifests"}
 
 
 class ToolError(Exception):
