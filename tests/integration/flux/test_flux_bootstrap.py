@@ -13,7 +13,7 @@ import sys
 
 import yaml
 
-from tests.integration.cluster.conftest import control_plane  # noqa: F401 - the fixture, used by name
+from tests.integration.cluster.conftest import control_plane  # noqa: F401  # pylint: disable=unused-import
 from tests.lab.conftest import wait_for
 from tests.lab.test_lab_flux import CONTROLLERS, NEEDED, Cluster, condition, supervised, twin_cluster
 from tests.playbook_runner import TEST_VAULT_PASSWORD, recap, run_playbook
@@ -54,6 +54,8 @@ PLAY = """
         name: turnkey.cluster.flux_wait
       vars:
         flux_wait_revision: "{{ gitops_publish_revision | regex_replace('^.*:', '') }}"
+      # as layer 02 does: check mode pushes nothing, so there is no new revision to wait for
+      when: not ansible_check_mode
 """
 
 
@@ -105,13 +107,24 @@ def test_flux_bootstrap_reconciles_the_published_commit_over_ssh(control_plane, 
         assert process.returncode == 0, process.stdout[-6000:] + process.stderr[-3000:]
         return recap(process.stdout)["localhost"]
 
-    # 3. One run: key, publish, bootstrap, wait.
+    # 3. Check mode first, on a cluster without Flux (and no key yet): it passes and creates nothing.
+    dry = play("--check", "--diff")
+    assert dry["failed"] == 0 and dry["changed"] > 0, dry
+    assert "check mode: Flux is not installed yet (flux-system, gitrepositories.source.toolkit.fluxcd.io, " \
+           "kustomizations.kustomize.toolkit.fluxcd.io missing)" in outputs[-1].replace("\n", " "), outputs[-1]
+    assert cluster.get("namespace", "flux-system") is None
+    assert cluster.get("crd", "gitrepositories.source.toolkit.fluxcd.io") is None
+    assert not (tmp_path / "secrets").exists() or not any((tmp_path / "secrets").iterdir())
+    assert subprocess.run(["git", "--git-dir", str(server.repos_dir / REPO_NAME), "rev-parse", "--verify", "main"],
+                          capture_output=True, check=False).returncode != 0
+
+    # 4. One run: key, publish, bootstrap, wait.
     first = play()
     assert first["failed"] == 0 and first["changed"] > 0
     pushed = subprocess_git(server, "rev-parse", "main")
     assert len(pushed) == 40
 
-    # 4. The real source-controller fetched exactly the pushed commit, over ssh:// with the deploy key.
+    # 5. The real source-controller fetched exactly the pushed commit, over ssh:// with the deploy key.
     repository = cluster.get("gitrepository", "flux-system", "-n", "flux-system")
     assert repository["spec"]["url"] == server.repo_url(REPO_NAME)
     assert repository["spec"]["url"].startswith("ssh://")
@@ -122,7 +135,7 @@ def test_flux_bootstrap_reconciles_the_published_commit_over_ssh(control_plane, 
     # the Git host accepted the key as a deploy key of this repository (the only way in over SSH)
     registered = (server.keys_dir / REPO_NAME / "read-write" / "flux-lab.pub").read_text().split()
 
-    # 5. The root Kustomization applied that commit: the ConfigMap is in the cluster.
+    # 6. The root Kustomization applied that commit: the ConfigMap is in the cluster.
     root = cluster.get("kustomization", "flux-system", "-n", "flux-system")
     assert root["spec"]["path"] == "./k8s" and root["spec"]["prune"] is True
     ready = condition(root)
@@ -130,7 +143,7 @@ def test_flux_bootstrap_reconciles_the_published_commit_over_ssh(control_plane, 
     assert root["status"]["lastAppliedRevision"] == "main@sha1:" + pushed
     assert cluster.get("configmap", "bootstrap-settings", "-n", "default")["data"] == {"greeting": "from git over ssh"}
 
-    # 6. The flux-system Secret: the layer 00 private key and the Git host's key; the key never in the output.
+    # 7. The flux-system Secret: the layer 00 private key and the Git host's key; the key never in the output.
     stored = open_store(tmp_path / "secrets", TEST_VAULT_PASSWORD).read("flux_deploy_key")["data"]
     secret = cluster.get("secret", "flux-system", "-n", "flux-system")
     assert sorted(secret["data"]) == ["identity", "known_hosts"]
@@ -140,7 +153,7 @@ def test_flux_bootstrap_reconciles_the_published_commit_over_ssh(control_plane, 
     known_hosts = _decoded(secret["data"]["known_hosts"])
     assert host_key.split()[1] in known_hosts and server.ip in known_hosts
 
-    # 7. A rerun changes nothing, and neither does a check run with diff.
+    # 8. A rerun changes nothing, and neither does a check run with diff.
     again = play()
     assert again["changed"] == 0 and again["failed"] == 0, again
     checked = play("--check", "--diff")
