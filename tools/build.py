@@ -316,8 +316,8 @@ def flux_manifests_build(build, staging):
         kustomization = (base / "kustomization.yaml").read_text()
         for kind in ("crds", "deployment"):
             asset = "%s.%s.yaml" % (name, kind)
-            pattern = r"https://github\.com/fluxcd/%s/releases/download/[^/\s]+/%s" % (re.escape(name),
-                                                                                   re.escape(asset))
+            pattern = r"https://github\.com/fluxcd/%s/releases/download/[^/\s]+/%s" % (
+                re.escape(name), re.escape(asset))
             if not re.search(pattern, kustomization):
                 raise StepError("%s %s failed at step 'render': flux2's bases/%s does not name %s"
                                 % (build.tool.name, build.version, name, asset))
@@ -332,15 +332,14 @@ def flux_manifests_build(build, staging):
         (install / relative).write_text(text.replace("{version}", build.version))
     (install / "kustomization.yaml").write_text(flux_install_kustomization())
     rendered = build.run("render", [str(kubectl), "kustomize", str(install)], capture=True)
+    pins = ", ".join("%s %s" % (name, versions[key]) for name, _module, key in FLUX_CONTROLLERS)
     (out / "install.yaml").write_text("# Flux %s install manifests (%s), rendered by tools/build from the Go modules.\n"
-                                      % (build.version, ", ".join("%s %s" % (name, versions[key])
-                                                                 for name, _module, key in FLUX_CONTROLLERS))
-                                      + rendered)
+                                      % (build.version, pins) + rendered)
     for name, _module, key in FLUX_CONTROLLERS:
         image = "ghcr.io/fluxcd/%s:%s" % (name, versions[key])
         if "image: " + image not in rendered:
-            raise StepError("%s %s failed at step 'verify': install.yaml has no %s" % (build.tool.name, build.version,
-                                                                                     image))
+            raise StepError("%s %s failed at step 'verify': install.yaml has no %s"
+                            % (build.tool.name, build.version, image))
     build.log.write("# verify: install.yaml (%d bytes) deploys %s\n" % (len(rendered), ", ".join(
         "%s %s" % (name, versions[key]) for name, _module, key in FLUX_CONTROLLERS)))
     shutil.rmtree(work)

@@ -267,7 +267,7 @@ def test_a_pod_referencing_a_missing_secret_waits_as_on_a_kubelet_until_it_exist
         waiting = (pod["status"].get("containerStatuses") or [{}])[0].get("state", {}).get("waiting", {})
         assert waiting.get("reason") == reason, pod["status"]
         return pod, waiting
-    mounting, _ = eventually(lambda: held("mounts-secret", "ContainerCreating"), 120, "mounts-secret held")
+    mounting, _waiting = eventually(lambda: held("mounts-secret", "ContainerCreating"), 120, "mounts-secret held")
     env_pod, waiting = eventually(lambda: held("env-from-secret", "CreateContainerConfigError"), 120, "env held")
     assert waiting["message"] == 'secret "app-env" not found'
     events = get(kubeconfig, "-n", "gated", "events", "--field-selector",

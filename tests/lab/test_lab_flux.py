@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.cluster.conftest import control_plane  # noqa: F401 - the fixture, used by name
+from tests.integration.cluster.conftest import control_plane  # noqa: F401  # pylint: disable=unused-import
 from tests.integration.flux.githttp import GitHTTPServer
-from tests.lab.test_talos_twin import Twin, run, talosctl, twin_binary  # noqa: F401 - fixtures, used by name
+from tests.lab.test_talos_twin import Twin, run, talosctl, twin_binary  # noqa: F401  # pylint: disable=unused-import
 from tests.playbook_runner import recap, run_playbook
 from tests.tools import built_tools
 

@@ -164,4 +164,3 @@ spec:
       hostNetwork: true
       containers: [{name: cilium-agent, image: quay.io/cilium/cilium:v1.18.4}]
 """
-

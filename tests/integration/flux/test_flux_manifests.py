@@ -87,8 +87,8 @@ def test_crds_have_the_official_schemas():
             assert served[version["name"]]["storage"] == version["storage"], (file_name, version["name"])
             # v2.9.0's controllers are older patches: the structure is the same, one description's wording is not
             # (source-controller v1.9.5 calls HelmChart's status.url "HelmChartStatus", v1.9.1 "BucketStatus")
-            assert structure(served[version["name"]]["schema"]) == structure(version["schema"]), (file_name,
-                                                                                                   version["name"])
+            assert structure(served[version["name"]]["schema"]) == structure(version["schema"]), (
+                file_name, version["name"])
 
 
 def test_flux_cli_installs_from_the_folder():
@@ -98,6 +98,7 @@ def test_flux_cli_installs_from_the_folder():
                            str(Path(tools["TURNKEY_FLUX_MANIFESTS"]) / "install")],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
     def by_name(docs):
         return {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs}
     rendered = by_name(doc for doc in yaml.safe_load_all(done.stdout) if doc)
