@@ -145,6 +145,7 @@ FLUX_CONTROLLER_SUBSTITUTES = {
 
 
 def module_info(build, module, version):
+    """`go mod download -json` of module@version (its folder, go.mod and info files), as one step of build."""
     out = build.run("download", [build.go, "mod", "download", "-json", "%s@%s" % (module, version)], capture=True)
     info = json.loads(out)
     if info.get("Error"):
@@ -472,12 +473,7 @@ class Build:
         return proc.stdout
 
     def download(self):
-        out = self.run("download", [self.go, "mod", "download", "-json", "%s@%s" % (self.tool.module, self.version)],
-                       capture=True)
-        info = json.loads(out)
-        if info.get("Error"):
-            raise StepError("%s %s failed at step 'download': %s" % (self.tool.name, self.version, info["Error"]))
-        return info
+        return module_info(self, self.tool.module, self.version)
 
     def replaces(self, upstream):
         """The upstream replace directives, with its own-repository folders mapped to published versions."""
