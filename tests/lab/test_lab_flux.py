@@ -146,7 +146,7 @@ def test_flux_controllers_reconcile_a_git_revision(flux_lab, tmp_path):
     for name in CONTROLLERS:  # nothing installed yet: healthy and waiting, no controller runs
         assert status[name]["healthy"], status[name]
         assert status[name]["detail"].startswith("waiting"), status[name]
-    wait_for(lambda: all("flux is not installed" in supervised(lab)[name]["detail"] for name in CONTROLLERS), 30)
+    wait_for(lambda: all("(no Deployment flux-system/" in supervised(lab)[name]["detail"] for name in CONTROLLERS), 30)
 
     # `flux install`'s manifests, as the collection applies them: the controllers start in the lab
     cluster.run("apply", "--server-side", "-f", str(manifests / "install.yaml"))
@@ -230,7 +230,7 @@ def test_flux_controllers_reconcile_a_git_revision(flux_lab, tmp_path):
 
     def all_waiting():
         current = supervised(lab)
-        return all("flux is not installed" in current[name]["detail"] for name in CONTROLLERS)
+        return all("(no Deployment flux-system/" in current[name]["detail"] for name in CONTROLLERS)
     wait_for(all_waiting, timeout=60, interval=1)
     lab.run("down")
     assert lab.processes() == []
@@ -281,7 +281,8 @@ def test_flux_controllers_find_the_talos_twins_cluster(make_lab, twin_binary, ta
             "--force", "--merge=false")
         cluster = Cluster(kubeconfig, tools["TURNKEY_KUBECTL"])
         wait_for(lambda: cluster.run("get", "--raw", "/readyz", ok=False).returncode == 0, timeout=120, interval=1)
-        wait_for(lambda: all("flux is not installed" in supervised(lab)[name]["detail"] for name in CONTROLLERS), 60)
+        wait_for(lambda: all("(no Deployment flux-system/" in supervised(lab)[name]["detail"]
+                             for name in CONTROLLERS), 60)
         cluster.run("apply", "--server-side", "-f", str(Path(tools["TURNKEY_FLUX_MANIFESTS"]) / "install.yaml"))
         wait_for(lambda: all(lab.status()["components"][name]["detail"] == "%s ready" % name
                              for name in CONTROLLERS), timeout=300, interval=1)

@@ -73,7 +73,7 @@ def test_flux_bootstrap_reconciles_the_published_commit_over_ssh(control_plane, 
     server = GitServer(Lab.at(lab.root, NET))
     create_repository(server, REPO_NAME)
     host_key = lab.json("endpoints.json")["components"]["git"]["host_key"]
-    wait_for(lambda: all("flux is not installed" in supervised(lab)[name]["detail"] for name in CONTROLLERS), 60)
+    wait_for(lambda: all("(no Deployment flux-system/" in supervised(lab)[name]["detail"] for name in CONTROLLERS), 60)
 
     # 2. The play's inputs: the spec's repository and store, a tiny tree (a Kustomization with a ConfigMap).
     src = tmp_path / "tree"
