@@ -347,6 +347,30 @@ def flux_manifests_build(build, staging):
     return out
 
 
+# Cilium's CRDs as its operator registers them when it starts (the chart ships none): the YAML files the operator
+# embeds (pkg/k8s/apis/cilium.io/client/crds) and the schema version it labels them with, for the lab's stand-in
+# for the operator (lab component cilium-operator, docs/lab.md).
+CILIUM_CRDS = "pkg/k8s/apis/cilium.io/client/crds"
+
+
+def cilium_crds_build(build, staging):
+    """The CRD files of github.com/cilium/cilium at the chart's pin, and schema-version: the module's
+    CustomResourceDefinitionSchemaVersion (pkg/k8s/apis/cilium.io/register.go), by which the operator decides
+    whether a CRD the cluster holds needs an update."""
+    module = Path(build.download()["Dir"])
+    out = staging / build.tool.folder
+    shutil.copytree(module / CILIUM_CRDS, out, ignore=shutil.ignore_patterns("*.go"))
+    for path in [out, *out.rglob("*")]:  # the module cache is read-only
+        path.chmod(path.stat().st_mode | 0o200)
+    found = re.search(r'CustomResourceDefinitionSchemaVersion\s*=\s*"([^"]+)"',
+                      (module / "pkg/k8s/apis/cilium.io/register.go").read_text())
+    if not found or not list(out.glob("v2/*.yaml")):
+        raise StepError("%s %s failed at step 'verify': no CRD files or schema version in %s"
+                        % (build.tool.name, build.version, module))
+    (out / "schema-version").write_text(found.group(1) + "\n")
+    return out
+
+
 def folder_is_current(tool, path):
     """A folder tool is built when its folder exists and its build.json records what stamp() says now."""
     if not path.is_dir():
@@ -392,6 +416,9 @@ TOOLS = {tool.name: tool for tool in (
     # Cilium's Helm chart as released: the module's install/kubernetes/cilium is the chart published to
     # helm.cilium.io (same Chart.yaml version, templates and values.schema.json).
     Tool("cilium-chart", "github.com/cilium/cilium", "CILIUM_VERSION", "", [], chart="install/kubernetes/cilium"),
+    # Cilium's CRDs and their schema version, from the same module (the lab's stand-in for the operator registers them).
+    Tool("cilium-crds", "github.com/cilium/cilium", "CILIUM_VERSION", "", [], builder=cilium_crds_build,
+         folder="cilium-crds"),
     # The Flux controllers, for the lab (docs/tools.md "The Flux controllers"): one joint wrapper module.
     *(Tool(name, module, key, module, [], substitutes=FLUX_CONTROLLER_SUBSTITUTES, builder=flux_controller_build)
       for name, module, key in FLUX_CONTROLLERS),
@@ -604,6 +631,7 @@ def quote_flag(flag):
 TYPICAL_SECONDS = {"talosctl": 456, "kube-apiserver": 746, "kubectl": 75, "etcd": 151, "helm": 140, "flux": 369,
                    "cilium-chart": 5}
 TYPICAL_SECONDS.update({"kube-controller-manager": 406, "kube-scheduler": 40, "kwok": 669})
+TYPICAL_SECONDS.update({"cilium-crds": 5})  # a copy out of the module cilium-chart downloads
 
 
 def expected_seconds(tool):
