@@ -11,6 +11,7 @@ mod@version` refuses modules whose go.mod has replace directives. Usage: see `to
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -371,6 +372,180 @@ def cilium_crds_build(build, staging):
     return out
 
 
+# The Helm charts the lab's chart repository serves (lab component `charts`, docs/lab.md "The chart repository"):
+# chart name, Go module, pin in versions.env, the chart's folder in the module, how upstream's release makes the
+# package from it. Layer 02's platform tree fetches every chart of the lab inventory from there.
+LAB_CHARTS = (
+    ("cert-manager", "github.com/cert-manager/cert-manager", "LAB_CHART_CERT_MANAGER_VERSION",
+     "deploy/charts/cert-manager"),
+    ("sealed-secrets", "github.com/bitnami/sealed-secrets", "LAB_CHART_SEALED_SECRETS_VERSION", "helm/sealed-secrets"),
+    ("external-secrets", "github.com/external-secrets/external-secrets", "LAB_CHART_EXTERNAL_SECRETS_VERSION",
+     "deploy/charts/external-secrets"),
+    ("proxmox-csi-plugin", "github.com/sergelogvinov/proxmox-csi-plugin", "LAB_CHART_PROXMOX_CSI_VERSION",
+     "charts/proxmox-csi-plugin"),
+)
+# Charts no module on the proxy has: the lab's own stand-ins (same names, namespace and secret references).
+LAB_STAND_IN_CHARTS = HERE.parent / "lab" / "charts"
+
+
+def lab_charts_stamp(versions):
+    """The modules' pins and a digest of the stand-ins' files: a change of either makes the folder stale."""
+    digest = hashlib.sha256()
+    for path in sorted(LAB_STAND_IN_CHARTS.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(LAB_STAND_IN_CHARTS)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return {**{name: versions[key] for name, _module, key, _folder in LAB_CHARTS},
+            "helm": versions["HELM_VERSION"], "stand-ins": digest.hexdigest()[:16]}
+
+
+def writable_copy(source, target):
+    shutil.copytree(source, target)
+    for path in [target, *target.rglob("*")]:  # the module cache is read-only
+        path.chmod(path.stat().st_mode | 0o200)
+    return target
+
+
+def chart_yaml_field(text, field):
+    found = re.search(r"^%s:\s*['\"]?([^'\"\s#]+)" % re.escape(field), text, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def cert_manager_release_folder(build, source, work, version):
+    """What cert-manager's make/manifests.mk assembles in _bin/helm/cert-manager before `helm package
+    --app-version=VERSION --version=VERSION`: Chart.yaml, values.yaml, values.schema.json, the templates,
+    .helmignore and README.md from README.template.md with the release version (not its tests or linter
+    exceptions). Its Chart.yaml says v0.0.0 until the package flags set the version. Not added: the
+    artifacthub.io signKey annotation (this repository serves no provenance file to check it against)."""
+    out = work / "cert-manager"
+    (out / "templates").mkdir(parents=True)
+    for name in ("Chart.yaml", "values.yaml", "values.schema.json", ".helmignore"):
+        shutil.copyfile(source / name, out / name)
+    for template in (source / "templates").iterdir():
+        if template.suffix == ".yaml" or template.name in ("_helpers.tpl", "NOTES.txt"):
+            shutil.copyfile(template, out / "templates" / template.name)
+    readme = (source / "README.template.md").read_text().replace("{{RELEASE_VERSION}}", version)
+    (out / "README.md").write_text(readme)
+    build.log.write("# release folder: %s (%d templates)\n" % (out, len(list((out / "templates").iterdir()))))
+    return out, ["--version", version, "--app-version", version]
+
+
+# external-secrets' hack/helm.generate.sh puts after the first `annotations` line of every CRD template (its
+# `sed '0,/annotations/!b;//a\...'`).
+ESO_CRD_ANNOTATIONS = """\
+    {{- with .Values.crds.annotations }}
+    {{- toYaml . | nindent 4}}
+    {{- end }}
+    {{- if and .Values.crds.conversion.enabled .Values.webhook.certManager.enabled \
+.Values.webhook.certManager.addInjectorAnnotations }}
+    cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "external-secrets.fullname" . }}-webhook
+    {{- end }}
+"""
+
+
+def eso_crd_template(document):
+    """One CRD of deploy/crds/bundle.yaml as `make helm.generate` (hack/helm.generate.sh) writes it into the
+    chart's templates/crds: wrapped in the installCRDs condition (plus crds.create<Kind> for cluster-scoped kinds
+    and PushSecret), its webhook service named after the release, the annotation block added. The v1alpha1
+    conversion wrapper and the `- |-` cleanup it applies to ExternalSecret/SecretStore kinds need a v1alpha1
+    version, which v0.16.2's CRDs do not serve any more (checked: it raises if one shows up)."""
+    kind = re.search(r"^    kind: (\S+)$", document, re.MULTILINE).group(1)
+    flag = "create" + kind
+    if ("ExternalSecret" in flag or "SecretStore" in flag) and re.search(r"^\s+- name: v1alpha1$", document,
+                                                                         re.MULTILINE):
+        raise ValueError("%s serves v1alpha1: helm.generate.sh's conversion wrapper is not reproduced" % kind)
+    if "Cluster" in flag or "PushSecret" in flag:
+        header = "{{- if and (.Values.installCRDs) (.Values.crds.%s) }}" % flag
+    else:
+        header = "{{- if .Values.installCRDs }}"
+    lines = (header + "\n" + document + "{{- end }}\n").splitlines(keepends=True)
+    lines = [line.replace("name: kubernetes", 'name: {{ include "external-secrets.fullname" . }}-webhook')
+                 .replace("namespace: default", "namespace: {{ .Release.Namespace | quote }}") for line in lines]
+    first = next(index for index, line in enumerate(lines) if "annotations" in line)
+    lines.insert(first + 1, ESO_CRD_ANNOTATIONS)
+    singular = re.search(r"^    singular: (\S+)$", document, re.MULTILINE).group(1)
+    return singular, "".join(lines)
+
+
+def external_secrets_release_folder(build, source, work, version):
+    """external-secrets' release: `make helm.generate` (hack/helm.generate.sh) splits deploy/crds/bundle.yaml
+    (the CRDs of config/crds/bases, made by hack/crd.generate.sh) into templates/crds/<singular>.yaml wrapped in
+    the chart's CRD conditions, and the release sets the chart's version (the tag's Chart.yaml still says the
+    previous one). The lab's overlay: the optional dependency bitwarden-sdk-server (oci://ghcr.io, disabled by
+    its condition) is dropped from Chart.yaml and Chart.lock, since it cannot be fetched here."""
+    out = writable_copy(source, work / "external-secrets")
+    bundle = (source.parents[2] / "deploy" / "crds" / "bundle.yaml").read_text()
+    documents = [doc.lstrip("\n") for doc in re.split(r"^---\n", bundle, flags=re.MULTILINE) if doc.strip()]
+    for document in documents:
+        singular, text = eso_crd_template(document)
+        (out / "templates" / "crds" / ("%s.yaml" % singular)).write_text(text)
+    chart = (out / "Chart.yaml").read_text()
+    chart, dropped = re.subn(r"^dependencies:\n(?:[ -].*\n)*", "", chart, flags=re.MULTILINE)
+    if dropped != 1 or "bitwarden" in chart:
+        raise ValueError("external-secrets' Chart.yaml: expected one dependencies block (bitwarden-sdk-server)")
+    (out / "Chart.yaml").write_text(chart)
+    (out / "Chart.lock").unlink()
+    build.log.write("# release folder: %s (%d CRD templates; bitwarden-sdk-server dependency dropped)\n"
+                    % (out, len(documents)))
+    return out, ["--version", version.lstrip("v"), "--app-version", version]
+
+
+def plain_release_folder(_build, source, work, _version):
+    """Charts whose folder in the tagged module is the released chart (its Chart.yaml carries the version)."""
+    return writable_copy(source, work / source.name), []
+
+
+LAB_CHART_RELEASES = {"cert-manager": cert_manager_release_folder, "external-secrets": external_secrets_release_folder}
+
+
+def lab_charts_build(build, staging):
+    """The lab's Helm chart repository: each chart made as its project's release makes it, from the Go module at
+    its pin, plus the stand-ins of lab/charts; `helm package` (the pinned helm) into one folder and `helm repo
+    index` over it (relative URLs, so the folder can be served from any address)."""
+    versions = read_versions()
+    helm = binary_path(TOOLS["helm"], versions)
+    if not os.access(helm, os.X_OK):
+        raise StepError("%s %s failed at step 'prepare': %s is not built (tools/build helm)"
+                        % (build.tool.name, build.version, helm))
+    out, work = staging / build.tool.folder, staging / "work"
+    out.mkdir()
+    work.mkdir()
+    build.env.update({"HELM_CACHE_HOME": str(work / ".helm" / "cache"), "HELM_CONFIG_HOME": str(work / ".helm"),
+                      "HELM_DATA_HOME": str(work / ".helm" / "data")})
+    expected = {}
+    folders = []
+    for name, module, key, folder in LAB_CHARTS:
+        version = versions[key]
+        source = Path(module_info(build, module, version)["Dir"]) / folder
+        release = LAB_CHART_RELEASES.get(name, plain_release_folder)
+        try:
+            chart_dir, flags = release(build, source, work, version)
+        except (OSError, ValueError, AttributeError, StopIteration) as exc:
+            raise StepError("%s %s failed at step 'prepare' (%s %s): %s"
+                            % (build.tool.name, build.version, name, version, exc)) from exc
+        folders.append((name, chart_dir, flags))
+    for chart_dir in sorted(path for path in LAB_STAND_IN_CHARTS.iterdir() if (path / "Chart.yaml").is_file()):
+        folders.append((chart_dir.name, writable_copy(chart_dir, work / "stand-ins" / chart_dir.name), []))
+    for name, chart_dir, flags in folders:
+        build.run("package", [str(helm), "package", str(chart_dir), "--destination", str(out), *flags])
+        chart = (chart_dir / "Chart.yaml").read_text()
+        version = flags[flags.index("--version") + 1] if "--version" in flags else chart_yaml_field(chart, "version")
+        if chart_yaml_field(chart, "name") != name or not (out / ("%s-%s.tgz" % (name, version))).is_file():
+            raise StepError("%s %s failed at step 'verify': no package %s-%s.tgz"
+                            % (build.tool.name, build.version, name, version))
+        expected[name] = version
+    build.run("index", [str(helm), "repo", "index", str(out)])
+    index = (out / "index.yaml").read_text()
+    for name, version in expected.items():
+        shown = build.run("verify", [str(helm), "show", "chart", str(out / ("%s-%s.tgz" % (name, version)))],
+                          capture=True)
+        if chart_yaml_field(shown, "version") != version or "%s-%s.tgz" % (name, version) not in index:
+            raise StepError("%s %s failed at step 'verify': %s %s is not what index.yaml and its package say"
+                            % (build.tool.name, build.version, name, version))
+    build.log.write("# verify: index.yaml serves %s\n" % ", ".join("%s %s" % item for item in expected.items()))
+    shutil.rmtree(work)
+    return out
+
+
 def folder_is_current(tool, path):
     """A folder tool is built when its folder exists and its build.json records what stamp() says now."""
     if not path.is_dir():
@@ -425,6 +600,10 @@ TOOLS = {tool.name: tool for tool in (
     # Their install manifests (what `flux install` applies), rendered from the controllers' and flux2's modules.
     Tool("flux-manifests", "github.com/fluxcd/flux2/v2", "FLUX_VERSION", "", [], builder=flux_manifests_build,
          folder="flux-manifests", stamp=flux_manifests_stamp),
+    # The lab's Helm chart repository (lab component `charts`): the platform tree's charts from their Go modules,
+    # packaged as their releases package them, plus the lab's stand-ins (lab/charts), with an index.yaml.
+    Tool("lab-charts", "(the charts' Go modules)", "LAB_CHARTS_VERSION", "", [], builder=lab_charts_build,
+         folder="lab-charts", stamp=lab_charts_stamp),
 )}
 
 
@@ -649,6 +828,8 @@ def expected_seconds(tool):
 # the first pays for the shared dependencies, the others mostly for their own packages and the link.
 TYPICAL_SECONDS.update({"source-controller": 310, "kustomize-controller": 45, "helm-controller": 15,
                         "notification-controller": 45, "flux-manifests": 5})
+# The lab's chart repository: module downloads (the module cache is shared) and six `helm package` runs.
+TYPICAL_SECONDS.update({"lab-charts": 5})
 
 
 def duration(seconds):
