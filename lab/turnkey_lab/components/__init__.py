@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..state import Lab, LabError
 from .base import PROFILES, Component, Health
+from .charts import ChartRepository
 from .flux import FLUX_COMPONENTS
 from .git import GitServer
 from .hetzner import HetznerTwin
@@ -17,6 +18,8 @@ COMPONENTS: tuple[type[Component], ...] = (OpenBao, Proxmox, ImageFactory, Hetzn
                                          GitServer)
 # The Flux controllers wait for a cluster that holds their Deployments (components/flux.py).
 COMPONENTS += FLUX_COMPONENTS
+# The Helm chart repository the platform tree's HelmRepositories fetch from (components/charts.py).
+COMPONENTS += (ChartRepository,)
 
 __all__ = ["COMPONENTS", "PROFILES", "Component", "Health", "build", "names"]
 
