@@ -145,7 +145,8 @@ def crd_index():
         "source.toolkit.fluxcd.io_helmrepositories.yaml")]
     files += [official_schema("cert-manager/v1.21.1-crds/" + name) for name in (
         "cert-manager.io_certificates.yaml", "cert-manager.io_clusterissuers.yaml")]
-    files.append(official_schema("secrets-crds/external-secrets-v2.9.0/external-secrets.io_clustersecretstores.yaml"))
+    files += [official_schema("secrets-crds/external-secrets-v2.9.0/external-secrets.io_%s.yaml" % name)
+              for name in ("clustersecretstores", "externalsecrets")]
     files.append(official_schema("secrets-crds/sealed-secrets-v0.36.6/bitnami.com_sealedsecrets.yaml"))
     files += cilium_crds()
     index = {}

@@ -201,7 +201,27 @@ def test_every_custom_resource_validates_against_its_official_crd(tree):
                                                  "; ".join(error.message for error in errors[:5]))
             checked.add(doc["kind"])
     assert {"Kustomization", "HelmRelease", "HelmRepository", "Certificate", "ClusterIssuer", "ClusterSecretStore",
-            "SealedSecret", "CiliumLoadBalancerIPPool", "CiliumL2AnnouncementPolicy"} <= checked
+            "ExternalSecret", "SealedSecret", "CiliumLoadBalancerIPPool", "CiliumL2AnnouncementPolicy"} <= checked
+
+
+def test_each_store_secret_for_vault_is_synced_into_its_apps_namespace(tree):
+    """vault.kv_secrets -> one ExternalSecret in the namespace its kv path starts with, behind app-secrets."""
+    wanted = tree.spec()["vault"]["kv_secrets"]
+    assert wanted
+    folder = tree.dest / "platform" / "app-secrets"
+    synced = [doc for doc in documents(kubectl_kustomize(folder)) if doc["kind"] == "ExternalSecret"]
+    assert len(synced) == len(wanted)
+    for secret, doc in zip(sorted(wanted, key=lambda s: (s["path"], s["name"])),
+                           sorted(synced, key=lambda d: (d["metadata"]["namespace"], d["metadata"]["name"])),
+                           strict=True):
+        assert doc["metadata"]["namespace"] == secret["path"].split("/")[0]
+        assert doc["spec"]["target"]["name"] == secret["name"].replace("_", "-")
+        assert doc["spec"]["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "vault"}
+        assert doc["spec"]["data"] == [{"secretKey": secret["key"],
+                                        "remoteRef": {"key": secret["path"], "property": secret["key"]}}]
+    found = kustomizations(tree)
+    assert {d["name"] for d in found["app-secrets"]["spec"]["dependsOn"]} == {"namespaces", "external-secrets-store"}
+    assert "app-secrets" in {d["name"] for d in found["authentik"]["spec"]["dependsOn"]}
 
 
 def test_secrets_are_sealed_with_the_layer_00_certificate(tree):
@@ -297,7 +317,9 @@ def test_an_lb_pool_change_changes_exactly_that_pool(tree):
 def test_a_component_switched_off_leaves_no_trace(tree):
     before = tree.files()
     spec = tree.spec()
-    spec["vault"] = {"deploy": "external", "address": "https://vault.homelab.turnkey.dev:8200"}
+    original = spec["vault"]
+    spec["vault"] = {"deploy": "external", "address": "https://vault.homelab.turnkey.dev:8200",
+                     "kv_secrets": original.get("kv_secrets", [])}
     tree.set_spec(spec)
     try:
         tree.rendered()
@@ -308,7 +330,7 @@ def test_a_component_switched_off_leaves_no_trace(tree):
         store = documents((tree.dest / "platform/external-secrets-store/clustersecretstore.yaml").read_text())[0]
         assert "caProvider" not in store["spec"]["provider"]["vault"]  # no CA given: the system's trust
     finally:
-        spec["vault"] = {"deploy": "in_cluster"}
+        spec["vault"] = original
         tree.set_spec(spec)
         tree.rendered()
     assert tree.files() == before

@@ -21,6 +21,7 @@ CRDS = [
     "cert-manager/v1.21.1-crds/cert-manager.io_certificates.yaml",
     "cert-manager/v1.21.1-crds/cert-manager.io_clusterissuers.yaml",
     "secrets-crds/external-secrets-v2.9.0/external-secrets.io_clustersecretstores.yaml",
+    "secrets-crds/external-secrets-v2.9.0/external-secrets.io_externalsecrets.yaml",
     "secrets-crds/sealed-secrets-v0.36.6/bitnami.com_sealedsecrets.yaml",
 ]
 
