@@ -2,7 +2,8 @@
 adds it, finds and pulls every chart the lab inventory's platform tree (rendered by role platform_tree) names at
 the version the tree pins, and renders each with the values the tree's HelmRelease passes; the rendered charts
 are wired to what the tree provides (the Secrets its SealedSecrets make, the service account Vault trusts).
-Plain HTTP and a client without the lab CA are refused, and the repository is read-only."""
+Plain HTTP and a client without the lab CA are refused, and the repository is read-only. The real
+source-controller fetches every chart through the tree's HelmRepositories and CA Secret."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.integration.cluster.conftest import control_plane  # noqa: F401  # pylint: disable=unused-import
 from tests.integration.platform_tree.conftest import HCLOUD_TOKEN, Tree
+from tests.lab.conftest import isolated_labs, wait_for
+from tests.lab.test_lab_flux import Cluster, condition, twin_cluster
 from tests.tools import built_tools
 
 NET = "127.105"
@@ -53,18 +57,57 @@ def secret_refs(pod_spec: dict) -> set[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def lab_tree(tmp_path_factory):
-    """The lab inventory's tree, rendered with the chart repository at this test's lab address and CA."""
-    tmp = tmp_path_factory.mktemp("charts-tree")
-    ca = tmp / "lab-ca.pem"  # replaced by the lab's own CA before helm runs; the role only reads the path
-    tree = Tree(tmp, "lab", {"set": {
-        "vault": {"deploy": "external", "address": f"https://{NET}.0.2:8200", "ca_path": "@CA@"},
-        "charts": {"repository_url": URL, "ca_path": str(ca)},
-        "hetzner": {"token": HCLOUD_TOKEN}}})
-    ca.write_text(tree.ca.read_text())
-    tree.make_store()
-    tree.rendered()
-    return tree
+def charts_lab(tmp_path_factory):
+    """One lab state folder for the module (each test starts and stops it with its components), and the lab
+    inventory's tree rendered with the chart repository at this lab's address and its CA (made first: a lab
+    keeps its CA for good)."""
+    from turnkey_lab import pki  # noqa: PLC0415
+    from turnkey_lab.state import Lab  # noqa: PLC0415
+
+    with isolated_labs(tmp_path_factory) as make:
+        lab = make(NET)
+        pki.ensure_ca(Lab.at(lab.root, NET))
+        tree = Tree(tmp_path_factory.mktemp("charts-tree"), "lab", {"set": {
+            "vault": {"deploy": "external", "address": f"https://{NET}.0.2:8200", "ca_path": "@CA@"},
+            "charts": {"repository_url": URL, "ca_path": str(lab.root / "pki" / "ca.pem")},
+            "hetzner": {"token": HCLOUD_TOKEN}}})
+        tree.make_store()
+        tree.rendered()
+        yield lab, tree
+
+
+def tree_objects(tree) -> tuple[dict, list, dict]:
+    """The rendered tree's HelmRepositories {name: object}, HelmReleases and SealedSecrets {(ns, name): keys}, as
+    Flux's substitution leaves them."""
+    repositories, releases, sealed = {}, [], {}
+    for path, text in tree.files().items():
+        if not path.endswith(".yaml"):
+            continue
+        for obj in objects(tree.substituted(text)):
+            if obj["kind"] == "HelmRepository":
+                repositories[obj["metadata"]["name"]] = obj
+            elif obj["kind"] == "HelmRelease":
+                releases.append(obj)
+            elif obj["kind"] == "SealedSecret":
+                meta = obj["spec"]["template"]["metadata"]
+                sealed[(meta["namespace"], meta["name"])] = set(obj["spec"]["encryptedData"])
+    return repositories, releases, sealed
+
+
+@pytest.fixture
+def running(charts_lab):
+    """Starts the module's lab with the components asked for; stops it after the test."""
+    lab, _tree = charts_lab
+    started = []
+
+    def up(components: str):
+        lab.run("up", "--components", components, "--profile", "fast")
+        started.append(components)
+        return lab
+
+    yield up
+    if started:
+        lab.run("down", ok=False)
 
 
 def helm_runner(tmp_path: Path):
@@ -82,26 +125,21 @@ def helm_runner(tmp_path: Path):
     return run
 
 
-def test_the_lab_serves_every_chart_of_the_lab_tree(make_lab, lab_tree, tmp_path):
-    lab = make_lab(NET)
-    lab.run("up", "--components", "charts", "--profile", "fast")
+def test_the_lab_serves_every_chart_of_the_lab_tree(charts_lab, running, tmp_path):
+    lab, tree = charts_lab
+    running("charts")
     endpoint = lab.json("endpoints.json")["components"]["charts"]
     assert endpoint["url"] == URL
     lab_ca = lab.root / "pki" / "ca.pem"
     helm = helm_runner(tmp_path)
 
-    # The tree's HelmRepositories all point at the lab (the mirror setting), as plain Helm repositories.
-    files = {path: text for path, text in lab_tree.files().items() if path.endswith(".yaml")}
-    repositories = {}
-    releases = []
-    for path, text in files.items():
-        for obj in objects(lab_tree.substituted(text)):
-            if obj["kind"] == "HelmRepository":
-                repositories[obj["metadata"]["name"]] = obj["spec"]
-            elif obj["kind"] == "HelmRelease":
-                releases.append((path, obj))
-    assert repositories and all(spec["url"] == URL and spec["type"] == "default" for spec in repositories.values())
-    charts = {obj["spec"]["chart"]["spec"]["chart"]: obj["spec"]["chart"]["spec"]["version"] for _path, obj in releases}
+    # The tree's HelmRepositories all point at the lab (the mirror setting), as plain Helm repositories verified
+    # with the lab CA.
+    repositories, releases, sealed = tree_objects(tree)
+    assert repositories and all(repo["spec"]["url"] == URL and repo["spec"]["type"] == "default"
+                                and repo["spec"]["certSecretRef"] == {"name": "chart-repository-ca"}
+                                for repo in repositories.values())
+    charts = {obj["spec"]["chart"]["spec"]["chart"]: obj["spec"]["chart"]["spec"]["version"] for obj in releases}
     # The lab inventory: Proxmox and Hetzner nodes, external Vault (no openbao chart).
     assert set(charts) == {"cert-manager", "sealed-secrets", "external-secrets", "proxmox-csi-plugin", "hcloud-csi"}
     assert set(endpoint["charts"]) >= set(charts)
@@ -121,7 +159,7 @@ def test_the_lab_serves_every_chart_of_the_lab_tree(make_lab, lab_tree, tmp_path
 
     # Each chart renders with the values the tree's HelmRelease passes, under its release name and namespace.
     rendered = {}
-    for _path, release in releases:
+    for release in releases:
         spec = release["spec"]["chart"]["spec"]
         values = tmp_path / f"{spec['chart']}-values.yaml"
         values.write_text(yaml.safe_dump(release["spec"].get("values") or {}))
@@ -134,10 +172,6 @@ def test_the_lab_serves_every_chart_of_the_lab_tree(make_lab, lab_tree, tmp_path
                 ("kube-system",) if obj["kind"] in ("Role", "RoleBinding") else ())
             assert obj["metadata"].get("namespace") in allowed, (spec["chart"], obj["kind"], obj["metadata"])
 
-    sealed = {(obj["spec"]["template"]["metadata"]["namespace"], obj["spec"]["template"]["metadata"]["name"]):
-              set(obj["spec"]["encryptedData"]) for text in files.values() for obj in objects(text)
-              if obj["kind"] == "SealedSecret"}
-
     # Hetzner CSI (the lab's stand-in): the controller reads the token from the Secret the tree seals.
     hcloud = rendered["hcloud-csi"]
     controller = find(hcloud, "Deployment", "hcloud-csi-controller")
@@ -147,7 +181,7 @@ def test_the_lab_serves_every_chart_of_the_lab_tree(make_lab, lab_tree, tmp_path
     assert controller["spec"]["template"]["spec"]["serviceAccountName"] == "hcloud-csi-controller"
     find(hcloud, "ServiceAccount", "hcloud-csi-controller")
     node = find(hcloud, "DaemonSet", "hcloud-csi-node")
-    region = lab_tree.settings()["proxmox_region"]
+    region = tree.settings()["proxmox_region"]
     terms = node["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": "topology.kubernetes.io/region", "operator": "NotIn",
@@ -194,9 +228,8 @@ def test_the_lab_serves_every_chart_of_the_lab_tree(make_lab, lab_tree, tmp_path
         obj["metadata"]["name"] for obj in manager if obj["kind"] == "CustomResourceDefinition"}
 
 
-def test_the_repository_is_https_with_the_lab_ca_and_read_only(make_lab, tmp_path):
-    lab = make_lab(NET)
-    lab.run("up", "--components", "charts", "--profile", "fast")
+def test_the_repository_is_https_with_the_lab_ca_and_read_only(running, tmp_path):
+    lab = running("charts")
     helm = helm_runner(tmp_path)
 
     # Plain HTTP gets no chart repository; a client without the lab CA does not trust it.
@@ -223,3 +256,54 @@ def test_the_repository_is_https_with_the_lab_ca_and_read_only(make_lab, tmp_pat
     with urllib.request.urlopen(f"{URL}/index.yaml", context=context, timeout=10) as answer:
         assert yaml.safe_load(answer.read())["entries"].keys() == index["entries"].keys()
     assert lab.status()["components"]["charts"]["healthy"]
+
+
+def test_flux_source_controller_fetches_every_chart_of_the_lab_tree(charts_lab, running, control_plane):  # noqa: F811
+    """The real source-controller (a lab component) against a real kube-apiserver: the tree's CA Secret and
+    HelmRepositories, and for each HelmRelease the HelmChart helm-controller would make from it
+    (`<namespace>-<name>` in the source's namespace): each repository Ready, each chart's artifact at exactly the
+    pinned version. A HelmRepository without the CA is not Ready, naming the certificate."""
+    lab, tree = charts_lab
+    kubeconfig, _found = control_plane
+    tools = built_tools("TURNKEY_KUBECTL", "TURNKEY_FLUX_MANIFESTS", "TURNKEY_SOURCE_CONTROLLER")
+    cluster = Cluster(kubeconfig, tools["TURNKEY_KUBECTL"])
+    if not (lab.root / "components" / "talos" / "state" / "_cluster").exists():
+        twin_cluster(lab.root, kubeconfig)
+    running("charts,source-controller")
+    cluster.run("apply", "--server-side", "-f", str(Path(tools["TURNKEY_FLUX_MANIFESTS"]) / "install.yaml"))
+    wait_for(lambda: lab.status()["components"]["source-controller"]["detail"] == "source-controller ready",
+             timeout=300, interval=1)
+
+    repositories, releases, _sealed = tree_objects(tree)
+    cluster.apply(tree.substituted(tree.files()["chart-repository-ca.yaml"]))
+    for repository in repositories.values():
+        cluster.apply(repository)
+    untrusted = {**repositories["jetstack"], "metadata": {"name": "no-ca", "namespace": "flux-system"}}
+    untrusted["spec"] = {key: value for key, value in untrusted["spec"].items() if key != "certSecretRef"}
+    cluster.apply(untrusted)
+    wanted = {}
+    for release in releases:
+        spec = release["spec"]["chart"]["spec"]
+        name = "%s-%s" % (release["metadata"]["namespace"], release["metadata"]["name"])
+        wanted[name] = spec["version"]
+        cluster.apply({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmChart",
+                       "metadata": {"name": name, "namespace": "flux-system"},
+                       "spec": {"chart": spec["chart"], "version": spec["version"], "interval": "10m",
+                                "sourceRef": {"kind": "HelmRepository", "name": spec["sourceRef"]["name"]}}})
+
+    def settled(kind, name):
+        def check():
+            ready = condition(cluster.get(kind, name, "-n", "flux-system"))
+            return ready if ready.get("status") in ("True", "False") else None
+        return check
+
+    for name in repositories:
+        ready = wait_for(settled("helmrepository", name), timeout=180, interval=1)
+        assert ready["status"] == "True", (name, ready)
+    for name, version in wanted.items():
+        ready = wait_for(settled("helmchart", name), timeout=180, interval=1)
+        assert ready["status"] == "True", (name, ready)
+        artifact = cluster.get("helmchart", name, "-n", "flux-system")["status"]["artifact"]
+        assert artifact["revision"] == version, (name, artifact)
+    refused = wait_for(settled("helmrepository", "no-ca"), timeout=180, interval=1)
+    assert refused["status"] == "False" and "certificate signed by unknown authority" in refused["message"], refused
