@@ -208,6 +208,39 @@ def flux_controller_build(build, staging):
     return out
 
 
+# The sealed-secrets commands (Makefile and .goreleaser.yml of github.com/bitnami/sealed-secrets): the controller
+# the lab runs as a process, and kubeseal, which seals offline with a certificate (e.g. the layer 00 one).
+SEALED_SECRETS_COMMANDS = ("controller", "kubeseal")
+
+
+def sealed_secrets_build(build, staging):
+    """The controller and kubeseal in one `go build` of one wrapper module (one dependency graph, one link step
+    each), with upstream's release flags (.goreleaser.yml: CGO_ENABLED=0, `-X main.VERSION=<version without v>`),
+    and the module's chart (helm/sealed-secrets) beside them as chart/. Verified by each binary's `--version`."""
+    info = build.download()
+    work, out = staging / "work", staging / build.tool.folder
+    work.mkdir()
+    out.mkdir()
+    build.write_wrapper(work, info)
+    packages = ["%s/cmd/%s" % (build.tool.module, command) for command in SEALED_SECRETS_COMMANDS]
+    for package in packages[1:]:  # write_wrapper names one tool (the controller); kubeseal's packages join it
+        build.run("wrapper", [build.go, "mod", "edit", "-tool=" + package], cwd=work)
+    build.run("tidy", [build.go, "mod", "tidy"], cwd=work)
+    version = build.version.lstrip("v")
+    build.run("build", [build.go, "build", "-trimpath", "-o", str(out) + os.sep,
+                        "-ldflags", "-s -w -X main.VERSION=" + version, *packages], cwd=work)
+    for command in SEALED_SECRETS_COMMANDS:
+        printed = build.run("verify", [str(out / command), "--version"], capture=True)
+        build.log.write(printed)
+        if "%s version: %s" % (command, version) not in printed:
+            raise StepError("%s %s failed at step 'verify': `%s --version` printed %r"
+                            % (build.tool.name, build.version, command, printed.strip()))
+    # the chart the module carries (helm/sealed-secrets), for rendering the controller's Deployment and RBAC
+    writable_copy(Path(info["Dir"]) / "helm" / "sealed-secrets", out / "chart")
+    shutil.rmtree(work)
+    return out
+
+
 # What `flux install` v2.9.5 generates around the release's manifests for its default options
 # (pkg/manifestgen/install/templates.go: namespace, labels, node selector, roles, the kustomization).
 FLUX_INSTALL_FILES = {
@@ -591,6 +624,9 @@ TOOLS = {tool.name: tool for tool in (
     # Cilium's Helm chart as released: the module's install/kubernetes/cilium is the chart published to
     # helm.cilium.io (same Chart.yaml version, templates and values.schema.json).
     Tool("cilium-chart", "github.com/cilium/cilium", "CILIUM_VERSION", "", [], chart="install/kubernetes/cilium"),
+    # The sealed-secrets controller (a lab component) and kubeseal, one build into one folder (docs/tools.md).
+    Tool("sealed-secrets", "github.com/bitnami/sealed-secrets", "SEALED_SECRETS_VERSION",
+         "github.com/bitnami/sealed-secrets/cmd/controller", [], builder=sealed_secrets_build, folder="sealed-secrets"),
     # Cilium's CRDs and their schema version, from the same module (the lab's stand-in for the operator registers them).
     Tool("cilium-crds", "github.com/cilium/cilium", "CILIUM_VERSION", "", [], builder=cilium_crds_build,
          folder="cilium-crds"),
@@ -810,6 +846,7 @@ def quote_flag(flag):
 TYPICAL_SECONDS = {"talosctl": 456, "kube-apiserver": 746, "kubectl": 75, "etcd": 151, "helm": 140, "flux": 369,
                    "cilium-chart": 5}
 TYPICAL_SECONDS.update({"kube-controller-manager": 406, "kube-scheduler": 40, "kwok": 669})
+TYPICAL_SECONDS.update({"sealed-secrets": 95})  # both commands, docs/tools.md
 TYPICAL_SECONDS.update({"cilium-crds": 5})  # a copy out of the module cilium-chart downloads
 
 
