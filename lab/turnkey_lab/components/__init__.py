@@ -11,6 +11,7 @@ from .hetzner import HetznerTwin
 from .image_factory import ImageFactory
 from .openbao import OpenBao
 from .proxmox import Proxmox
+from .sealed_secrets import SealedSecretsController
 from .talos import TalosNodes
 
 # Start order; `lab up` without --components runs all of them.
@@ -20,6 +21,8 @@ COMPONENTS: tuple[type[Component], ...] = (OpenBao, Proxmox, ImageFactory, Hetzn
 COMPONENTS += FLUX_COMPONENTS
 # The Helm chart repository the platform tree's HelmRepositories fetch from (components/charts.py).
 COMPONENTS += (ChartRepository,)
+# The sealed-secrets controller waits for its Deployment too (components/sealed_secrets.py).
+COMPONENTS += (SealedSecretsController,)
 
 __all__ = ["COMPONENTS", "PROFILES", "Component", "Health", "build", "names"]
 

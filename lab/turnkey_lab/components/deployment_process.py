@@ -13,7 +13,8 @@ it, so installing it in the cluster (Flux's install manifests, a HelmRelease) is
   expanded from the pod's environment, the flags that carry a pod address or path (lab_flags) replaced by the
   component's own (lab_args), and the flags that cannot work outside a pod (dropped_flags) left out.
 - The waiting process sees the command line and execs the controller in its place (argv[0] is a symlink in the
-  component's folder, so the lab still recognises the process as its own).
+  component's folder, so the lab still recognises the process as its own); a subclass may name a wrapper command
+  it goes through first (wrapper(): sealed-secrets' mount namespace), which execs the controller in turn.
 - A Deployment deleted, its args changed, or a new cluster (another CA or endpoint) stops the running controller;
   the supervisor starts the waiting process again, which takes the new command line.
 
@@ -47,18 +48,20 @@ from .talos import TOOLS_ENV, TalosNodes
 
 PROBE_TIMEOUT = 2
 # The component's process: waits for reconcile() to write the controller's command line, then becomes the
-# controller (argv: the launch file, the binary's symlink in the component's folder).
+# controller (argv: the launch file, the binary's symlink in the component's folder), through the launch's
+# wrapper command when it names one (which must exec its trailing argv, keeping the binary as argv[0]).
 WAITER = """
 import json, os, sys, time
 launch_file, binary = sys.argv[1], sys.argv[2]
 while True:
     try:
         with open(launch_file) as handle:
-            args = json.load(handle)["args"]
-    except (OSError, ValueError, KeyError):
+            launch = json.load(handle)
+        argv = [*launch.get("wrapper", []), binary, *launch["args"]]
+    except (OSError, ValueError, KeyError, TypeError):
         time.sleep(1)
         continue
-    os.execv(binary, [binary, *args])
+    os.execv(argv[0], argv)
 """
 TOKEN_SECONDS = 24 * 3600
 
@@ -172,13 +175,17 @@ class DeploymentProcess(Component):
     def prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
-        binary = tool_path(self.controller)  # fail in `lab up`, not in a restart loop inside the supervisor
+        binary = self.binary()  # fail in `lab up`, not in a restart loop inside the supervisor
         link = self.binary_link
         if not link.is_symlink() or os.readlink(link) != binary:
             link.unlink(missing_ok=True)
             link.symlink_to(binary)
         # what ran before belongs to another `lab up` (perhaps another cluster): reconcile() decides anew
         self.launch_file.unlink(missing_ok=True)
+
+    def binary(self) -> str:
+        """The controller's binary (tools.env TURNKEY_<CONTROLLER> by default)."""
+        return tool_path(self.controller)
 
     def command(self) -> list[str]:
         return [sys.executable, "-c", WAITER, str(self.launch_file), str(self.binary_link)]
@@ -209,6 +216,9 @@ class DeploymentProcess(Component):
             self._stand_down()
             return Health(True, f"waiting: not installed (no Deployment {self.namespace}/{self.deployment})")
         launch = {"cluster": admin.identity, "args": self.args(deployment)}
+        wrapper = self.wrapper(admin)
+        if wrapper:
+            launch["wrapper"] = wrapper
         account = deployment["spec"]["template"]["spec"].get("serviceAccountName") or "default"
         self._refresh_token(admin, account)
         self._write_kubeconfig(admin)
@@ -240,17 +250,27 @@ class DeploymentProcess(Component):
         container = next((c for c in containers if c.get("name") == self.container), containers[0])
         env = {item["name"]: item["value"] for item in container.get("env") or [] if "value" in item}
         env.update(self.pod_env())
-        args, seen = [], set()
+        args, seen, value_of_lab_flag = [], set(), False
         for arg in container.get("args") or []:
             arg = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
+            if value_of_lab_flag and not arg.startswith("-"):  # `--flag value`: the value goes with its flag
+                value_of_lab_flag = False
+                continue
             flag = arg.lstrip("-").split("=", 1)[0]
             seen.add(flag)
+            # a lab flag always takes a value (an address, a path): without `=`, the next arg is that value
+            value_of_lab_flag = flag in self.lab_flags and "=" not in arg
             if flag not in self.lab_flags + self.dropped_flags:
                 args.append(arg)
         return args + self.lab_args(seen)
 
     def lab_args(self, seen: set[str]) -> list[str]:
         """The lab's own addresses and paths for the controller (seen: the flags the Deployment passes)."""
+        return []
+
+    def wrapper(self, admin: ClusterAdmin) -> list[str]:
+        """A command the controller is started through (its argv follows; it must exec it), e.g. to give it
+        a mount namespace; it may write the files it needs. None by default."""
         return []
 
     # -- identity -----------------------------------------------------------------------------------------
