@@ -51,24 +51,30 @@ def render_chart(helm: str, tool: Path, key_id: str, tmp_path: Path) -> list[dic
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
-def layer00_key(tmp_path: Path, kubeconfig: Path) -> dict:
-    """The layer 00 keypair (module persistent_secret, as layer 00 makes it) and role sealed_secrets_key putting it
-    into kube-system, as layer 01 does; returns the store's record (certificate, private_key)."""
+def layer00_key(tmp_path: Path, kubeconfig: Path):
+    """The layer 00 keypair (module persistent_secret, as layer 00 makes it; rotated when asked) and role
+    sealed_secrets_key putting every key into kube-system, as layer 01 does. Returns run(rotate) -> the store's
+    record (certificate, private_key, retired_keys)."""
     inventory = copy_inventory(tmp_path, "lab")
-    play = {"name": "layer 00 key, layer 01 Secret", "hosts": "localhost", "gather_facts": False,
+    play = {"name": "layer 00 key, layer 01 Secrets", "hosts": "localhost", "gather_facts": False,
             "vars": {"ansible_python_interpreter": sys.executable},
             "tasks": [
                 {"name": "The sealed-secrets keypair", "turnkey.cluster.persistent_secret": {
                     "name": "sealed_secrets", "type": "sealed_secrets_keypair",
                     "store_path": "{{ secrets_store.path }}",
-                    "vault_password_file": "{{ secrets_store.vault_password_file }}"}},
+                    "vault_password_file": "{{ secrets_store.vault_password_file }}",
+                    "rotate": "{{ rotate | default(false) | bool }}"}},
                 {"name": "Key", "ansible.builtin.include_role": {"name": "turnkey.cluster.sealed_secrets_key"},
                  "vars": {"sealed_secrets_key_kubeconfig": str(kubeconfig)}}]}
     playbook = tmp_path / "key.yml"
     playbook.write_text(yaml.safe_dump([play]))
-    done = run_playbook("-i", str(inventory), playbook=str(playbook), env=lab_env(tmp_path))
-    assert done.returncode == 0, done.stdout[-3000:]
-    return open_store(inventory / "secrets", TEST_VAULT_PASSWORD).read("sealed_secrets")["data"]
+
+    def run(rotate: bool = False) -> dict:
+        done = run_playbook("-i", str(inventory), "-e", "rotate=%s" % rotate, playbook=str(playbook),
+                            env=lab_env(tmp_path))
+        assert done.returncode == 0, done.stdout[-3000:]
+        return open_store(inventory / "secrets", TEST_VAULT_PASSWORD).read("sealed_secrets")["data"]
+    return run
 
 
 def key_secrets(cluster: Cluster) -> dict[str, dict]:
@@ -126,7 +132,8 @@ def sealed_lab(control_plane, make_lab):  # noqa: F811 - pytest's fixture by nam
 def test_sealed_secrets_controller_decrypts_with_the_layer00_key(sealed_lab, tmp_path):
     lab, cluster, tools = sealed_lab
     tool = Path(tools["TURNKEY_SEALED_SECRETS"])
-    stored = layer00_key(tmp_path, cluster.kubeconfig)
+    layer00 = layer00_key(tmp_path, cluster.kubeconfig)
+    stored = layer00()
     (certificate := tmp_path / "layer00.crt").write_text(stored["certificate"])
     installed_keys = key_secrets(cluster)
     assert len(installed_keys) == 1 and next(iter(installed_keys)).startswith("sealed-secrets-key-turnkey-")
@@ -205,6 +212,23 @@ def test_sealed_secrets_controller_decrypts_with_the_layer00_key(sealed_lab, tmp
     assert set(key_secrets(cluster)) == set(installed_keys)
     names = [item["metadata"]["name"] for item in cluster.get("secret", "-n", "kube-system")["items"]]
     assert [name for name in names if name.startswith("sealed-secrets-key")] == list(installed_keys)
+
+    # a rotation in layer 00: layer 01 adds the new key's Secret beside the old one, and the running controller
+    # (same process: no restart) takes it through --watch-for-secrets; what either certificate seals decrypts
+    rotated = layer00(rotate=True)
+    assert rotated["certificate"] != stored["certificate"]
+    (new_certificate := tmp_path / "layer00-new.crt").write_text(rotated["certificate"])
+    assert len(key_secrets(cluster)) == 2 and set(installed_keys) < set(key_secrets(cluster))
+    for name, cert in (("after-rotation-new", new_certificate), ("after-rotation-old", certificate)):
+        cluster.apply(kubeseal_offline(tool / "kubeseal", cert, {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "apps"},
+            "stringData": {"value": name}}, tmp_path))
+        assert wait_for(lambda name=name: secret_values(cluster, "apps", name), timeout=60, interval=1) == {
+            "value": name}
+    assert int((lab.root / "run" / ("%s.pid" % NAME)).read_text()) == pid
+    assert (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")[0] == argv[0]
+    names = [item["metadata"]["name"] for item in cluster.get("secret", "-n", "kube-system")["items"]]
+    assert sorted(name for name in names if name.startswith("sealed-secrets-key")) == sorted(key_secrets(cluster))
 
     lab.run("down")
     assert lab.processes() == []
