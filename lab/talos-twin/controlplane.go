@@ -493,6 +493,13 @@ func (c *controlPlane) startAPIServer(cps []member) error {
 		"--cert-dir", filepath.Join(c.dir, "apiserver"),
 		// the lab's endpoint is a loopback address, which an Endpoints object refuses: no endpoint reconciler
 		"--endpoint-reconciler-type", "none",
+		// No admission webhooks (docs/lab.md, "Admission webhooks"): with no pod network the API server can
+		// never reach a Service-backed webhook (cert-manager's and External Secrets' charts register them with
+		// failurePolicy Fail, and their servers do not run), so every create of their objects would be refused.
+		// It dials the Service's cluster IP, which nothing serves here; routing to endpoints instead would need
+		// an Endpoints address on loopback, which validation refuses. Objects are still validated by their CRD
+		// schemas (and ValidatingAdmissionPolicy, in-process, stays on).
+		"--disable-admission-plugins", "MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
 	}
 
 	p, err := startProcess(c.apiserverBin, args, filepath.Join(c.dir, "logs", "kube-apiserver.log"))
