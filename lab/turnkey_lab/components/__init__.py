@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..state import Lab, LabError
 from .base import PROFILES, Component, Health
+from .cert_manager import CertManagerStandIn
 from .charts import ChartRepository
 from .flux import FLUX_COMPONENTS
 from .git import GitServer
@@ -19,6 +20,8 @@ COMPONENTS: tuple[type[Component], ...] = (OpenBao, Proxmox, ImageFactory, Hetzn
                                          GitServer)
 # The Flux controllers wait for a cluster that holds their Deployments (components/flux.py).
 COMPONENTS += FLUX_COMPONENTS
+# cert-manager's controller is a Python stand-in (components/cert_manager.py); it too waits for its Deployment.
+COMPONENTS += (CertManagerStandIn,)
 # The Helm chart repository the platform tree's HelmRepositories fetch from (components/charts.py).
 COMPONENTS += (ChartRepository,)
 # The sealed-secrets controller waits for its Deployment too (components/sealed_secrets.py).
