@@ -57,6 +57,8 @@ class Tool:
     folder: str = ""
     # For a folder: stamp(versions) -> what it was made from; a folder whose build.json says otherwise is stale.
     stamp: object = None
+    # For a binary with no version command: verify(build, path) instead of running version_args.
+    verify: object = None
 
     @property
     def artifact(self):
@@ -125,6 +127,46 @@ def flux_prepare(ctx):
         "# turnkey.cluster tools/build: the Flux install manifests are not embedded in this build;\n"
         "# pass `--manifests DIR` to `flux install` / `flux bootstrap` (see docs/tools.md).\n")
     ctx["log"].write("# prepare: embedded %s (no install manifests)\n" % (manifests / "NOT-EMBEDDED.yaml"))
+
+
+# The providers and generators External Secrets is built with: the platform tree's stores are Vault's (and the
+# kubernetes provider costs nothing the controller does not link anyway); the generators that need no cloud SDK.
+EXTERNAL_SECRETS_KEPT = {
+    "pkg/provider/register/register.go": ("vault", "kubernetes"),
+    "pkg/generator/register/register.go": ("password", "uuid", "vault"),
+}
+
+
+def external_secrets_prepare(ctx):
+    """External Secrets links every provider and generator through two blank-import files (pkg/provider/register
+    and pkg/generator/register), which pull in the SDKs of every cloud (AWS, Azure, GCP, Oracle, IBM, Alibaba,
+    ...). The copy keeps only the imports of EXTERNAL_SECRETS_KEPT, so the binary serves the same API and CRDs, and
+    a store or generator of a dropped kind is refused as one of an unknown provider ("no registered store backend
+    for type"). Everything else is upstream's."""
+    for relative, kept in EXTERNAL_SECRETS_KEPT.items():
+        path = ctx["source_dir"] / relative
+        text = path.read_text()
+        pattern = r'^\s*_ "github\.com/external-secrets/external-secrets/%s/([\w/]+)"\n' % relative.rsplit("/", 2)[0]
+        found = re.findall(pattern, text, re.MULTILINE)
+        missing = sorted(set(kept) - set(found))
+        if missing:
+            raise StepError("external-secrets failed at step 'prepare': %s imports no %s" % (relative, missing))
+        text = re.sub(pattern, lambda m, keep=kept: m.group(0) if m.group(1) in keep else "", text, flags=re.MULTILINE)
+        path.write_text(text)
+        ctx["log"].write("# prepare: %s keeps %s, drops %s\n" % (
+            relative, ", ".join(kept), ", ".join(name for name in found if name not in kept)))
+
+
+def verify_recorded_module(build, out):
+    """For binaries with no version command: the module version the binary records (`go version -m`: `mod <module>
+    <version>`) and `--help` running."""
+    recorded = build.run("verify", [build.go, "version", "-m", str(out)], capture=True)
+    build.log.write(recorded)
+    if not re.search(r"^\s*mod\s+%s\s+%s\s" % (re.escape(build.tool.module), re.escape(build.version)), recorded,
+                     re.MULTILINE):
+        raise StepError("%s %s failed at step 'verify': the binary does not record %s %s"
+                        % (build.tool.name, build.version, build.tool.module, build.version))
+    build.run("verify", [str(out), "--help"], capture=True)
 
 
 # The Flux controllers `flux install` deploys by default, in its order: name, Go module, pin in versions.env. They
@@ -197,13 +239,7 @@ def flux_controller_build(build, staging):
     out = staging / build.tool.name
     build.run("build", [build.go, "build", "-trimpath", "-o", str(out), "-ldflags", "-s -w", build.tool.package],
               cwd=work)
-    recorded = build.run("verify", [build.go, "version", "-m", str(out)], capture=True)
-    build.log.write(recorded)
-    if not re.search(r"^\s*mod\s+%s\s+%s\s" % (re.escape(build.tool.module), re.escape(build.version)), recorded,
-                     re.MULTILINE):
-        raise StepError("%s %s failed at step 'verify': the binary does not record %s %s"
-                        % (build.tool.name, build.version, build.tool.module, build.version))
-    build.run("verify", [str(out), "--help"], capture=True)
+    verify_recorded_module(build, out)
     shutil.rmtree(work)
     return out
 
@@ -630,6 +666,12 @@ TOOLS = {tool.name: tool for tool in (
     # Cilium's CRDs and their schema version, from the same module (the lab's stand-in for the operator registers them).
     Tool("cilium-crds", "github.com/cilium/cilium", "CILIUM_VERSION", "", [], builder=cilium_crds_build,
          folder="cilium-crds"),
+    # External Secrets Operator, which the lab runs as a process (docs/lab.md "External Secrets"): the module's
+    # root package (main.go, the controller with its certcontroller and webhook subcommands), with only the
+    # providers and generators the platform tree uses (external_secrets_prepare). No version command.
+    Tool("external-secrets", "github.com/external-secrets/external-secrets", "EXTERNAL_SECRETS_VERSION",
+         "github.com/external-secrets/external-secrets", [], prepare=external_secrets_prepare,
+         verify=verify_recorded_module),
     # The Flux controllers, for the lab (docs/tools.md "The Flux controllers"): one joint wrapper module.
     *(Tool(name, module, key, module, [], substitutes=FLUX_CONTROLLER_SUBSTITUTES, builder=flux_controller_build)
       for name, module, key in FLUX_CONTROLLERS),
@@ -827,6 +869,10 @@ class Build:
         if self.tool.tags:
             args += ["-tags", self.tool.tags]
         self.run("build", args + [self.tool.package], cwd=work)
+        if self.tool.verify:  # no version command to run
+            self.tool.verify(self, out)
+            shutil.rmtree(work)
+            return out
         version_out = self.run("verify", [str(out)] + self.tool.version_args, capture=True)
         self.log.write(version_out)
         if self.version.lstrip("v") not in version_out:
@@ -846,6 +892,7 @@ def quote_flag(flag):
 TYPICAL_SECONDS = {"talosctl": 456, "kube-apiserver": 746, "kubectl": 75, "etcd": 151, "helm": 140, "flux": 369,
                    "cilium-chart": 5}
 TYPICAL_SECONDS.update({"kube-controller-manager": 406, "kube-scheduler": 40, "kwok": 669})
+TYPICAL_SECONDS.update({"external-secrets": 200})
 TYPICAL_SECONDS.update({"sealed-secrets": 95})  # both commands, docs/tools.md
 TYPICAL_SECONDS.update({"cilium-crds": 5})  # a copy out of the module cilium-chart downloads
 
