@@ -6,6 +6,7 @@ from ..state import Lab, LabError
 from .base import PROFILES, Component, Health
 from .cert_manager import CertManagerStandIn
 from .charts import ChartRepository
+from .external_secrets import ExternalSecrets
 from .flux import FLUX_COMPONENTS
 from .git import GitServer
 from .hetzner import HetznerTwin
@@ -20,6 +21,8 @@ COMPONENTS: tuple[type[Component], ...] = (OpenBao, Proxmox, ImageFactory, Hetzn
                                          GitServer)
 # The Flux controllers wait for a cluster that holds their Deployments (components/flux.py).
 COMPONENTS += FLUX_COMPONENTS
+# External Secrets Operator, run from its Deployment like them (components/external_secrets.py).
+COMPONENTS += (ExternalSecrets,)
 # cert-manager's controller is a Python stand-in (components/cert_manager.py); it too waits for its Deployment.
 COMPONENTS += (CertManagerStandIn,)
 # The Helm chart repository the platform tree's HelmRepositories fetch from (components/charts.py).

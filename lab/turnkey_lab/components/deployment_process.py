@@ -145,6 +145,8 @@ class DeploymentProcess(Component):
     dropped_flags: ClassVar[tuple[str, ...]] = ()
     # The readiness probe on the component's port.
     ready_path: ClassVar[str] = "/readyz"
+    # Text the probe's answer must contain too (for a controller whose only endpoint is its metrics).
+    ready_text: ClassVar[str | None] = None
     scheme = "http"
     startup_timeout = 30.0
 
@@ -234,7 +236,7 @@ class DeploymentProcess(Component):
             return Health(True, "waiting: not installed in the cluster")
         try:
             with urllib.request.urlopen(f"{self.url}{self.ready_path}", timeout=PROBE_TIMEOUT) as response:
-                if response.status == 200:
+                if response.status == 200 and (not self.ready_text or self.ready_text in response.read().decode()):
                     return Health(True, f"{self.controller} ready")
         except (OSError, urllib.error.URLError) as exc:
             return Health(False, f"{self.controller} not ready: {exc}")
