@@ -6,6 +6,7 @@ from ..state import Lab, LabError
 from .base import PROFILES, Component, Health
 from .cert_manager import CertManagerStandIn
 from .charts import ChartRepository
+from .cilium_operator import CiliumOperator
 from .external_secrets import ExternalSecrets
 from .flux import FLUX_COMPONENTS
 from .git import GitServer
@@ -29,6 +30,8 @@ COMPONENTS += (CertManagerStandIn,)
 COMPONENTS += (ChartRepository,)
 # The sealed-secrets controller waits for its Deployment too (components/sealed_secrets.py).
 COMPONENTS += (SealedSecretsController,)
+# The lab's stand-in for cilium-operator (CRDs, LB IPAM) waits for its Deployment (components/cilium_operator.py).
+COMPONENTS += (CiliumOperator,)
 
 __all__ = ["COMPONENTS", "PROFILES", "Component", "Health", "build", "names"]
 
