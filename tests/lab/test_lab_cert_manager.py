@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -256,6 +257,22 @@ def test_cert_manager_stand_in_issues_the_trees_internal_ca(lab_cluster, make_la
     assert (condition(stuck)["status"], condition(stuck)["reason"]) == ("False", "DoesNotExist")
     assert condition(stuck, "Issuing")["status"] == "True"
     assert cluster.get("secret", "orphan", "-n", "vault") is None
+    # its request failed (as an issuer would mark it): issuance stops with cert-manager's words, and stays stopped
+    cluster.run("patch", "certificaterequest", "orphan-1", "-n", "vault", "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": {"conditions": [
+                    condition(cluster.get("certificaterequest", "orphan-1", "-n", "vault"), "Approved"),
+                    {"type": "Ready", "status": "False", "reason": "Failed", "message": "lab: signing refused",
+                     "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}))
+
+    def failed():
+        status = cluster.get("certificate", "orphan", "-n", "vault")["status"]
+        return condition({"status": status}, "Issuing").get("reason") == "Failed" and status
+    status = wait_for(failed, 60, 0.5)
+    assert condition({"status": status}, "Issuing")["message"] == (
+        "The certificate request has failed to complete and will be retried: lab: signing refused")
+    assert status["lastFailureTime"] and condition({"status": status})["status"] == "False"
+    time.sleep(3)  # a few rounds of the stand-in: no new attempt behind the failed request
+    assert failed()
     # ACME: the lab has none, and says so
     (acme,) = tree_documents("platform/cert-manager-acme/clusterissuer.yaml")
     cluster.apply(acme)

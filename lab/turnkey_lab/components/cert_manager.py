@@ -22,15 +22,16 @@ cert-manager's names, reasons and messages (pkg/issuer, pkg/controller/certifica
   reason; the next private key goes to a Secret `<name>-xxxxx` labelled cert-manager.io/next-private-key
   (status.nextPrivateKeySecretName), or with rotationPolicy Never the Secret's key is kept; a CertificateRequest
   `<name>-<revision>` carries the CSR.
-- CertificateRequest: approved as cert-manager's approver does, then Pending (`IssuerNotFound`, `IssuerNotReady`)
-  until its issuer is Ready, then signed: Ready True `Issued`, status.certificate and status.ca.
+- CertificateRequest: approved as cert-manager's approver does, then Ready False `Pending` while its issuer is
+  missing or not Ready, then signed: Ready True `Issued`, status.certificate and status.ca. One that failed or
+  was denied sets the Certificate's `Issuing` False `Failed` (and lastFailureTime) until it is deleted.
 - Issued: the Secret (type kubernetes.io/tls: tls.crt without a self-signed root, tls.key, ca.crt; the
   cert-manager.io annotations and the controller.cert-manager.io/fao label; secretTemplate's labels and
   annotations), status.revision, `Issuing` removed; the readiness chain sets `Ready` ("Certificate is up to date
   and has not expired") and notBefore/notAfter/renewalTime (renewBefore, renewBeforePercentage, else 1/3 of the
   lifetime); CertificateRequests older than revisionHistoryLimit (default 1) are deleted.
 Not done: events, ACME, Vault/Venafi issuers, keystores, name constraints, other names, literal subjects,
-renewal windows, failure backoff, the webhook's defaulting/validation and the cainjector.
+renewal windows, the retry back-off, the webhook's defaulting/validation and the cainjector.
 """
 
 from __future__ import annotations
@@ -425,7 +426,9 @@ class Controller:
                 if any(o.get("uid") == meta["uid"] for o in r["metadata"].get("ownerReferences") or [])}
         secret = self.secret(namespace, spec["secretName"])
         found = self.violation(cert, secret, mine.get(revision), readiness=False)
-        if found and condition(cert, "Issuing").get("status") != "True":
+        # a failed or denied request stops issuance until it is deleted (no back-off timer in the stand-in)
+        failed = condition(mine.get(revision + 1) or {}, "Ready").get("reason") in ("Failed", "Denied")
+        if found and not failed and condition(cert, "Issuing").get("status") != "True":
             self.set_condition(plural, cert, "Issuing", "True", *found)
         if condition(cert, "Issuing").get("status") == "True":
             secret = self.issue(cert, secret, mine.get(revision + 1), revision + 1) or secret
@@ -493,10 +496,10 @@ class Controller:
             with contextlib.suppress(self.ApiException):  # AlreadyExists: a request made by the last round
                 self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "certificaterequests", body)
             return None
-        if condition(request, "Ready").get("reason") == "Failed":
-            self.set_condition("certificates", cert, "Issuing", "False", "Failed",
-                               "The certificate request has failed to complete and will be retried: "
-                               + condition(request, "Ready").get("message", ""))
+        if condition(request, "Ready").get("reason") in ("Failed", "Denied"):
+            self.patch_status("certificates", cert, {"lastFailureTime": stamp(now()), "conditions": with_condition(
+                cert, "Issuing", "False", "Failed", "The certificate request has failed to complete and will be "
+                "retried: " + condition(request, "Ready").get("message", ""))})
             return None
         if condition(request, "Ready").get("status") != "True":
             return None
