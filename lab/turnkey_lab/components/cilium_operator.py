@@ -118,11 +118,11 @@ class CiliumOperator(DeploymentProcess):
     def pod_env(self) -> dict[str, str]:
         return {"CILIUM_K8S_NAMESPACE": self.namespace}
 
-    def environment(self) -> dict[str, str]:
-        return {**super().environment(), "TURNKEY_CILIUM_CRDS": tool_path("cilium-crds")}
-
     def lab_args(self, seen: set[str]) -> list[str]:
-        return [f"--config-dir={self.config_dir}", f"--operator-api-serve-addr={self.ip}:{HEALTH_PORT}"]
+        """The mounted config and the probe's address; the CRDs' folder (the stand-in's own flag): a new Cilium
+        pin is a new command line, so the stand-in restarts and updates the CRDs, as the operator's new pods do."""
+        return [f"--config-dir={self.config_dir}", f"--operator-api-serve-addr={self.ip}:{HEALTH_PORT}",
+                f"--crds={tool_path('cilium-crds')}"]
 
     def reconcile(self) -> Health:
         admin = cluster_admin(self.lab)
@@ -473,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cilium-operator (turnkey lab stand-in)")
     parser.add_argument("--config-dir", required=True)
     parser.add_argument("--operator-api-serve-addr", required=True)
+    parser.add_argument("--crds", required=True, help="tools/build cilium-crds' folder")
     args, _rest = parser.parse_known_args(argv)  # --debug and the like: nothing to do here
 
     def log(message: str) -> None:
@@ -497,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(1)
     config = {p.name: p.read_text() for p in config_dir.iterdir() if p.is_file()}
     api = Api(Path(os.environ["KUBECONFIG"]))
-    names = register_crds(api, config, Path(os.environ["TURNKEY_CILIUM_CRDS"]), log)
+    names = register_crds(api, config, Path(args.crds), log)
     log(f"{len(names)} CRDs installed and up-to-date: {', '.join(names)}")
     ipam = LBIPAM(api, config, log)
     ready.set()
