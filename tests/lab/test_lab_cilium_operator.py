@@ -177,7 +177,12 @@ def test_operator_registers_crds_and_hands_out_addresses(operator_lab, tmp_path)
     wait_for(lambda: cluster.get("crd", crd)["metadata"]["labels"]["io.cilium.k8s.crd.schema.version"] == schema, 120,
              interval=1)
     wait_for(lambda: detail(lab) == "cilium-operator ready", timeout=120, interval=1)
+    # a Service made now is served (the first pool by name that selects it: docs, its first free address), so a
+    # whole round has run since the restart
+    cluster.apply(service("after-restart"))
+    assert wait_for(lambda: addresses(cluster, "after-restart"), 60) == ["192.0.2.49"]
     assert addresses(cluster, "web") == ["10.2.3.4"] and addresses(cluster, "gateway") == ["10.2.3.2"]
+    assert addresses(cluster, "pinned") == ["192.0.2.50"]
 
     # a deleted Service's address goes back to its pool
     cluster.run("delete", "service", "web", "-n", "default")
