@@ -11,6 +11,7 @@ platform tree's own issuers and certificates (k8s/) are what it issues. Lab net 
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import shutil
@@ -280,12 +281,12 @@ def test_cert_manager_stand_in_issues_the_trees_internal_ca(lab_cluster, make_la
     assert (acme_ready["status"], acme_ready["reason"]) == ("False", "ErrRegisterACMEAccount")
     assert "ACME" in acme_ready["message"]
     # ... and a Certificate on an issuer that is not Ready waits on it, never issued
+    on_acme = {"kind": "ClusterIssuer", "name": "acme"}
     cluster.apply({**orphan, "metadata": {"name": "public", "namespace": "vault"},
-                   "spec": {**orphan["spec"], "secretName": "public", "issuerRef": {"kind": "ClusterIssuer",
-                                                                                   "name": "acme"}}})
+                   "spec": {**orphan["spec"], "secretName": "public", "issuerRef": on_acme}})
     waiting = wait_for(lambda: condition(cluster.get("certificaterequest", "public-1", "-n", "vault")), 120, 0.5)
-    assert (waiting["reason"], waiting["message"]) == ("Pending", "Referenced issuer does not have a Ready status "
-                                                                  "condition"), waiting
+    assert waiting["reason"] == "Pending", waiting
+    assert waiting["message"] == "Referenced issuer does not have a Ready status condition"
     assert condition(cluster.get("certificate", "public", "-n", "vault"))["status"] == "False"
 
     # the Secret deleted: issued again (a new certificate, revision 2)
@@ -307,6 +308,18 @@ def test_cert_manager_stand_in_issues_the_trees_internal_ca(lab_cluster, make_la
     third = x509.load_pem_x509_certificate(secret_data(cluster, "vault", "vault-tls")["tls.crt"])
     assert "extra.lab.example" in third.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
         .get_values_for_type(x509.DNSName)
+
+    # renewal: at renewalTime (notAfter - renewBefore) a new certificate replaces the current one
+    short = {"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+             "metadata": {"name": "short", "namespace": "vault"},
+             "spec": {"secretName": "short", "dnsNames": ["short.lab.example"], "duration": "40s",
+                      "renewBefore": "30s", "issuerRef": {"kind": "ClusterIssuer", "name": "cluster-ca"}}}
+    cluster.apply(short)
+    first = wait_for(lambda: revision("short", "vault", 1), 120, 0.5)
+    assert first["renewalTime"] == (datetime.datetime.fromisoformat(first["notAfter"]) - datetime.timedelta(
+        seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    wait_for(lambda: revision("short", "vault", 2), 120, 0.5)
+    cluster.run("delete", "certificate", "short", "-n", "vault")
 
     # the root's rotationPolicy Never: reissued for a new duration, with the same key
     cluster.run("patch", "certificate", "cluster-ca", "-n", "cert-manager", "--type=merge", "-p",

@@ -342,7 +342,7 @@ class Controller:
         csr = x509.load_pem_x509_csr(base64.b64decode(spec["request"]))
         if "selfSigned" in issuer["spec"]:
             key_name = request["metadata"].get("annotations", {}).get(A + "private-key-secret-name", "")
-            signer = self.data(self.secret(namespace, key_name), "tls.key")
+            signer = self.data(self.secret(namespace, key_name) if key_name else None, "tls.key")
             if not signer:
                 self.set_condition(plural, request, "Ready", "False", "Pending",
                                    f"Referenced secret {namespace}/{key_name} not found")
