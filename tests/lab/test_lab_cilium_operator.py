@@ -143,6 +143,16 @@ def test_operator_registers_crds_and_hands_out_addresses(operator_lab, tmp_path)
     wrong = wait_for(unsatisfied("wrong-pool"), 60)
     assert (wrong["status"], wrong["reason"]) == ("False", "pool_selector_mismatch"), wrong
     assert addresses(cluster, "pinned") == [] and addresses(cluster, "wrong-pool") == []
+    # the ingress pool's only address is taken: asked for, and not
+    cluster.apply(service("taken", labels={"lb.turnkey.cluster/pool": "ingress"},
+                          annotations={"lbipam.cilium.io/ips": "10.2.3.2"}))
+    cluster.apply(service("full", labels={"lb.turnkey.cluster/pool": "ingress"}))
+    taken, full = wait_for(unsatisfied("taken"), 60), wait_for(unsatisfied("full"), 60)
+    assert (taken["reason"], taken["message"]) == ("already_allocated",
+                                                   "The IP '10.2.3.2' is already allocated to another service")
+    assert full["reason"] == "out_of_ips", full
+    assert addresses(cluster, "taken") == [] and addresses(cluster, "full") == []
+    cluster.run("delete", "service", "taken", "full", "-n", "default")
     assert cluster.get("service", "internal", "-n", "default")["status"] == {"loadBalancer": {}}
 
     # the pools' status as the operator writes it
