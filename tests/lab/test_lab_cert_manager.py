@@ -14,6 +14,7 @@ import base64
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -37,8 +38,9 @@ NET = "127.108"
 NODE = NET + ".1.1"
 ENDPOINT = "https://%s.1.100:6443" % NET
 REPO = Path(__file__).resolve().parents[2]
-# the chart layer 02 installs (LAB_CHART_CERT_MANAGER_VERSION, the lab chart repository's cert-manager)
-CERT_MANAGER = "github.com/cert-manager/cert-manager@v1.21.1"
+# the chart layer 02 installs: the version the lab chart repository packages (tools/versions.env)
+CERT_MANAGER = "github.com/cert-manager/cert-manager@" + re.search(
+    r"^LAB_CHART_CERT_MANAGER_VERSION=(\S+)$", (REPO / "tools" / "versions.env").read_text(), re.M).group(1)
 TREE = {"cluster_name": "lab", "cluster_domain": "lab.example", "ingress_issuer": "cluster-ca",
         "acme_server": "https://acme.lab.invalid/directory", "acme_email": "ops@lab.example",
         "acme_dns01_nameserver": "127.0.0.1:53"}
