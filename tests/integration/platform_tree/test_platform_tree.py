@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -202,6 +203,26 @@ def test_every_custom_resource_validates_against_its_official_crd(tree):
             checked.add(doc["kind"])
     assert {"Kustomization", "HelmRelease", "HelmRepository", "Certificate", "ClusterIssuer", "ClusterSecretStore",
             "ExternalSecret", "SealedSecret", "CiliumLoadBalancerIPPool", "CiliumL2AnnouncementPolicy"} <= checked
+
+
+def test_annotations_and_labels_stay_strings_whatever_a_setting_looks_like(tree):
+    """kustomize build drops the quotes around "${var}", and Flux substitutes into the YAML text: a setting that
+    looks like a number (a key id of hex digits that happen to be all decimal) must not turn an annotation, a label
+    or a chart value that ends up as one into a number, which the API server refuses."""
+    from tests.integration.platform_tree.conftest import VARIABLE  # noqa: PLC0415
+
+    for folder in sorted({path.parent for path in tree.dest.rglob("kustomization.yaml")}):
+        text = re.sub(r"^\s*#.*\n", "", kubectl_kustomize(folder), flags=re.M)
+        for doc in documents(VARIABLE.sub("3596715193898562", text)):
+            metadata = [doc.get("metadata") or {}]
+            values = (doc.get("spec") or {}).get("values") if doc["kind"] == "HelmRelease" else None
+            if isinstance(values, dict):
+                metadata.append({"annotations": values.get("podAnnotations"), "labels": values.get("podLabels")})
+            for meta in metadata:
+                for field in ("annotations", "labels"):
+                    for key, value in (meta.get(field) or {}).items():
+                        assert isinstance(value, str), "%s %s: %s %s=%r" % (
+                            doc["kind"], doc.get("metadata", {}).get("name"), field, key, value)
 
 
 def test_each_store_secret_for_vault_is_synced_into_its_apps_namespace(tree):
