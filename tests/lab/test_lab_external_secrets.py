@@ -31,7 +31,7 @@ import yaml
 
 from tests.integration.cluster import conftest as cluster_fixture
 from tests.integration.vault.test_vault_config import write_playbooks
-from tests.lab.test_lab_flux import Cluster, condition, supervised, twin_cluster
+from tests.lab.test_lab_flux import Cluster, condition, controller_lab, supervised
 from tests.playbook_runner import REPO, copy_inventory, recap, run_playbook
 from tests.store_access import open_store
 from tests.tools import built_tools
@@ -122,17 +122,9 @@ def detail(lab) -> str:
 
 
 @pytest.fixture
-def eso_lab(control_plane, make_lab, tmp_path):
-    kubeconfig, _found = control_plane
-    tools = built_tools(*NEEDED)
-    lab = make_lab(NET)
-    twin_cluster(lab.root, kubeconfig)
-    try:
-        yield lab, Cluster(kubeconfig, tools["TURNKEY_KUBECTL"]), tools
-    finally:
-        log = lab.root / "logs" / "external-secrets.log"
-        if log.is_file():  # what the controller said, for a failure's report
-            print("---- external-secrets (last lines)\n%s" % "\n".join(log.read_text().splitlines()[-30:]))
+def eso_lab(control_plane, make_lab):
+    with controller_lab(make_lab, NET, control_plane[0], NEEDED, ("external-secrets",), lines=30) as found:
+        yield found
 
 
 def test_external_secrets_syncs_from_the_labs_openbao_with_least_privilege(eso_lab, tmp_path):

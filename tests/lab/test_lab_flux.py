@@ -9,6 +9,7 @@ control plane's CA, admin identity and endpoint there, which is all the componen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -95,6 +96,22 @@ def twin_cluster(lab_root: Path, kubeconfig: Path) -> None:
     (state / "cp1" / "config.yaml").write_text(yaml.safe_dump({
         "version": "v1alpha1", "machine": {"type": "controlplane"},
         "cluster": {"controlPlane": {"endpoint": server}}}))
+
+
+@contextlib.contextmanager
+def controller_lab(make_lab, net: str, kubeconfig: Path, needed: tuple, logs: tuple, lines: int = 25):
+    """A lab on `net` that finds the cluster behind `kubeconfig` where the Talos twin keeps it; yields (lab, cluster,
+    tools) and prints the last lines of each named component's log at the end, for a failure's report."""
+    tools = built_tools(*needed)
+    lab = make_lab(net)
+    twin_cluster(lab.root, kubeconfig)
+    try:
+        yield lab, Cluster(kubeconfig, tools["TURNKEY_KUBECTL"]), tools
+    finally:
+        for name in logs:
+            log = lab.root / "logs" / ("%s.log" % name)
+            if log.is_file():
+                print("---- %s (last lines)\n%s" % (name, "\n".join(log.read_text().splitlines()[-lines:])))
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.integration.cluster.conftest import control_plane  # noqa: F401  # pylint: disable=unused-import
-from tests.lab.test_lab_flux import Cluster, supervised, twin_cluster
+from tests.lab.test_lab_flux import Cluster, controller_lab, supervised
 from tests.playbook_runner import REPO, TEST_VAULT_PASSWORD, copy_inventory, lab_env, run_playbook
 from tests.store_access import open_store
 from tests.tools import built_tools
@@ -117,16 +117,8 @@ def mount_points(pid: int) -> set[str]:
 
 @pytest.fixture
 def sealed_lab(control_plane, make_lab):  # noqa: F811 - pytest's fixture by name
-    kubeconfig, _found = control_plane
-    tools = built_tools(*NEEDED)
-    lab = make_lab(NET)
-    twin_cluster(lab.root, kubeconfig)
-    try:
-        yield lab, Cluster(kubeconfig, tools["TURNKEY_KUBECTL"]), tools
-    finally:
-        log = lab.root / "logs" / ("%s.log" % NAME)
-        if log.is_file():  # what the controller said, for a failure's report
-            print("---- %s (last lines)\n%s" % (NAME, "\n".join(log.read_text().splitlines()[-25:])))
+    with controller_lab(make_lab, NET, control_plane[0], NEEDED, (NAME,)) as found:
+        yield found
 
 
 def test_sealed_secrets_controller_decrypts_with_the_layer00_key(sealed_lab, tmp_path):
