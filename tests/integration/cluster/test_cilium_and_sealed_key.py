@@ -107,8 +107,19 @@ def test_cilium_and_the_sealed_secrets_key(tmp_path, control_plane):
     assert values["cgroup"] == {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"}
     assert "SYS_MODULE" not in values["securityContext"]["capabilities"]["ciliumAgent"]
     assert values["operator"]["replicas"] == 2 and values["cluster"]["name"] == "lab"
+    # Cilium's ingress controller, which the platform tree chose: one shared Service from the `ingress` pool, the
+    # default IngressClass, the tree's wildcard certificate as the default TLS secret
+    assert values["ingressController"] == {
+        "enabled": True, "default": True, "loadbalancerMode": "shared", "defaultSecretNamespace": "kube-system",
+        "defaultSecretName": "ingress-default-tls", "service": {"labels": {"lb.turnkey.cluster/pool": "ingress"}}}
     config = kubectl(found, kubeconfig, "get", "configmap", "cilium-config", "-n", "kube-system")["data"]
     assert config["kube-proxy-replacement"] == "true" and config["ipam"] == "kubernetes"
+    assert config["enable-ingress-controller"] == "true"
+    ingress = kubectl(found, kubeconfig, "get", "service", "cilium-ingress", "-n", "kube-system")
+    assert ingress["spec"]["type"] == "LoadBalancer"
+    assert ingress["metadata"]["labels"]["lb.turnkey.cluster/pool"] == "ingress"
+    assert kubectl(found, kubeconfig, "get", "ingressclass", "cilium")["metadata"]["annotations"][
+        "ingressclass.kubernetes.io/is-default-class"] == "true"
 
     stored = open_store(inventory / "secrets", TEST_VAULT_PASSWORD).read("sealed_secrets")["data"]
     secrets = sealed_key_secrets(found, kubeconfig)
