@@ -78,8 +78,8 @@ def addresses(cluster: Cluster, name: str) -> list[str]:
 
 def counts(cluster: Cluster, pool: str) -> dict:
     found = cluster.get("ciliumloadbalancerippool", pool) or {}
-    return {kind: condition(found, "cilium.io/" + kind).get("message") for kind in ("IPsTotal", "IPsAvailable",
-                                                                                   "IPsUsed")}
+    kinds = ("IPsTotal", "IPsAvailable", "IPsUsed")
+    return {kind: condition(found, "cilium.io/" + kind).get("message") for kind in kinds}
 
 
 def test_operator_registers_crds_and_hands_out_addresses(operator_lab, tmp_path):

@@ -172,8 +172,8 @@ def test_external_secrets_syncs_from_the_labs_openbao_with_least_privilege(eso_l
     assert "--metrics-addr=%s.0.14:8080" % NET in launch and "--metrics-addr=:8080" not in launch
 
     # The store from the tree: Vault's Kubernetes auth as external-secrets/external-secrets, CA from the ConfigMap.
-    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "vault-ca",
-                                                                          "namespace": "external-secrets"},
+    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "vault-ca", "namespace": "external-secrets"},
                    "data": {"ca.crt": ca.read_text()}})
     cluster.apply(cluster_secret_store(vault_url))
     ready = wait_for(settled(cluster, "clustersecretstore", "vault"), timeout=120, interval=1)
