@@ -217,12 +217,15 @@ class DeploymentProcess(Component):
         if deployment is None:
             self._stand_down()
             return Health(True, f"waiting: not installed (no Deployment {self.namespace}/{self.deployment})")
-        launch = {"cluster": admin.identity, "args": self.args(deployment)}
+        # The Deployment's uid: one made again (a rebuilt cluster with the same CA and endpoint, a reinstall) is a new
+        # pod, with a new token for its new ServiceAccount, as the kubelet would start it.
+        owner = deployment["metadata"].get("uid", "")
+        launch = {"cluster": admin.identity, "deployment": owner, "args": self.args(deployment)}
         wrapper = self.wrapper(admin)
         if wrapper:
             launch["wrapper"] = wrapper
         account = deployment["spec"]["template"]["spec"].get("serviceAccountName") or "default"
-        self._refresh_token(admin, account)
+        self._refresh_token(admin, account, owner)
         self._write_kubeconfig(admin)
         if read_json(self.launch_file) != launch:
             write_json(self.launch_file, launch, mode=0o600)
@@ -276,9 +279,10 @@ class DeploymentProcess(Component):
         return []
 
     # -- identity -----------------------------------------------------------------------------------------
-    def _refresh_token(self, admin: ClusterAdmin, account: str) -> None:
+    def _refresh_token(self, admin: ClusterAdmin, account: str, owner: str) -> None:
         meta = read_json(self.token_meta, {}) or {}
         fresh = (meta.get("cluster") == admin.identity and meta.get("account") == account
+                 and meta.get("deployment") == owner
                  and self.token_file.is_file() and time.time() < meta.get("renew_at", 0))
         if fresh:
             return
@@ -288,7 +292,7 @@ class DeploymentProcess(Component):
         if answer is None:
             raise LabError(f"{self.controller}: no ServiceAccount {self.namespace}/{account} for its Deployment")
         write_file(self.token_file, answer["status"]["token"], mode=0o600)
-        write_json(self.token_meta, {"cluster": admin.identity, "account": account,
+        write_json(self.token_meta, {"cluster": admin.identity, "account": account, "deployment": owner,
                                      "renew_at": time.time() + TOKEN_SECONDS / 2}, mode=0o600)
 
     def _write_kubeconfig(self, admin: ClusterAdmin) -> None:
