@@ -1,19 +1,24 @@
 """Benchmark (not a test): a modelled cold bootstrap, per layer and phase, and its cost per node.
 
 A cold bootstrap is `site.yml` on fresh machines: layer 00 makes the secrets, layer 01 builds the machines,
-installs Talos on them, bootstraps etcd and brings every node to Ready. Run on the lab with the realistic
-profile, every twin takes what the real service takes (docs/lab-proxmox.md, docs/lab-hetzner.md and
+installs Talos on them, bootstraps etcd and brings every node to Ready, layer 02 configures Vault, publishes the
+platform tree and waits until Flux has reconciled it (push -> every Kustomization Ready). Run on the lab with
+the realistic profile, every twin takes what the real service takes (docs/lab-proxmox.md, docs/lab-hetzner.md and
 docs/lab-talos.md cite the sources: image download and import, linked clones, guest boot, Talos install
 and reboot, etcd and kube-apiserver start, the Cilium image pull before a node is Ready). What the lab
 cannot model (the machine's firmware, a slow uplink) is not in it; what it models is the order and the
 waits, so the table shows where a real cold bootstrap spends its time and what grows with the node count.
 
 - `example`: the example topology (inventory/example, which inventory/lab mirrors on loopback: 3 control
-  planes and 3 workers on Proxmox VE, 1 Hetzner Cloud worker), every phase of layers 00 and 01;
+  planes and 3 workers on Proxmox VE, 1 Hetzner Cloud worker), every phase of layers 00 to 02;
 - `--sizes 3,6,12`: the same build with that many Proxmox nodes (3 control planes, the rest workers, no
   Hetzner worker), for the cost per node as the cluster grows.
 
-Each run gets a fresh lab (components openbao, proxmox, image_factory, hetzner, talos) on net 127.89 and
+Layer 02's controllers are the real ones (Flux, External Secrets, sealed-secrets) and KWOK plays the pods; the
+realistic profile does not model image pulls or container start-up of the platform's pods, so its layer 02
+time is the control loop's and the play's own (what grows with the tree, not with the network).
+
+Each run gets a fresh lab (every component) on net 127.89 and
 its own state folder; the node addresses are the lab inventory's (127.2.x.x), so nothing else may run a
 Talos node twin meanwhile (the e2e test, a developer's `lab up`). Results also go to
 <state>/bench/cold_bootstrap.json.
@@ -34,7 +39,6 @@ from benchmarks.proxmox_nodes import NET, inventory_for, save_results
 from tests.lab.conftest import LabHandle
 from tests.playbook_runner import copy_inventory, lab_env, run_playbook
 
-COMPONENTS = "openbao,proxmox,image_factory,hetzner,talos"
 # Layer 01's phases, in build order: a task belongs to the first phase whose role matches and, when given,
 # whose name starts with one of the prefixes.
 PHASES = (
@@ -48,6 +52,11 @@ PHASES = (
     ("cilium", "turnkey.cluster.cilium", ()),
     ("sealed-secrets key", "turnkey.cluster.sealed_secrets_key", ()),
     ("nodes Ready", "turnkey.cluster.talos_cluster", ("Wait until every node is Ready",)),
+    ("02 vault", "turnkey.cluster.vault_config", ()),
+    ("02 tree render", "turnkey.cluster.platform_tree", ()),
+    ("02 publish (commit, push)", "turnkey.cluster.gitops_publish", ()),
+    ("02 flux bootstrap", "turnkey.cluster.flux_bootstrap", ()),
+    ("02 push -> all Ready", "turnkey.cluster.flux_wait", ()),
 )
 
 
@@ -59,11 +68,11 @@ def phase_of(task: dict) -> str:
 
 
 def breakdown(report: dict) -> dict:
-    """Seconds per layer (wall) and per phase of layer 01 (its tasks' durations: they run one after the other)."""
+    """Seconds per layer (wall) and per phase of layers 01 and 02 (their tasks' durations: one after the other)."""
     layers = {layer["name"]: layer["duration_s"] for layer in report["layers"]}
     phases: dict[str, float] = {}
     for task in report["tasks"]:
-        if task["layer"].startswith("01"):
+        if task["layer"].startswith(("01", "02")):
             phases[phase_of(task)] = phases.get(phase_of(task), 0.0) + task["duration_s"]
     order = [name for name, _role, _prefixes in PHASES] + ["other"]
     return {"layers": layers, "phases": {name: round(phases[name], 1) for name in order if name in phases}}
@@ -74,7 +83,7 @@ def build(label: str, inventory_of, profile: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as folder:
         tmp = Path(folder)
         lab = LabHandle(tmp / "lab-state", NET)
-        lab.run("up", "--profile", profile, "--components", COMPONENTS)
+        lab.run("up", "--profile", profile)
         try:
             env = {**lab_env(tmp), "TURNKEY_LAB_DIR": str(lab.root)}
             started = time.monotonic()
@@ -101,7 +110,8 @@ def table(rows: list[dict]) -> str:
     for name in layer_names:
         lines.append("%-*s" % (width, "layer " + name) + "".join("%12s" % row["layers"].get(name, "-") for row in rows))
     for name in phase_names:
-        lines.append("%-*s" % (width, "  01 " + name) + "".join("%12s" % row["phases"].get(name, "-") for row in rows))
+        label = "  " + ("" if name.startswith("02 ") else "01 ") + name
+        lines.append("%-*s" % (width, label) + "".join("%12s" % row["phases"].get(name, "-") for row in rows))
     sized = [row for row in rows if row.get("nodes")]
     if sized:
         base = sized[0]
