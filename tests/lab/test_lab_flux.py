@@ -249,6 +249,14 @@ def test_flux_controllers_reconcile_a_git_revision(flux_lab, tmp_path):
         current = supervised(lab)
         return all("(no Deployment flux-system/" in current[name]["detail"] for name in CONTROLLERS)
     wait_for(all_waiting, timeout=60, interval=1)
+
+    # installed again with new ServiceAccounts (as on a cluster rebuilt with the same CA and endpoint): each
+    # controller starts as a new pod would, with a token of its new ServiceAccount, not the dead one's
+    cluster.run("delete", "serviceaccount", "-n", "flux-system", *CONTROLLERS)
+    cluster.run("apply", "--server-side", "-f", str(manifests / "install.yaml"))
+    wait_for(all_ready, timeout=300, interval=1)
+    whoami = cluster.run("auth", "whoami", "-o", "json", kubeconfig=kubeconfig, ok=False)
+    assert whoami.returncode == 0, whoami.stderr
     lab.run("down")
     assert lab.processes() == []
 
