@@ -171,8 +171,10 @@ class TestVaultConfig:
             assert other.returncode == 0, other.stdout[-4000:]
         result = max(runs, key=changed)
         assert changed(result) >= 5, result.stdout[-4000:]
-        output = (result.stdout + result.stderr).replace("\n", " ")
-        assert "initialised again; the previous keys are kept in" in output
+        # the run that initialised says so (under load it need not be the one that changed the most)
+        said = [run_ for run_ in runs if "initialised again; the previous keys are kept in"
+                in (run_.stdout + run_.stderr).replace("\n", " ")]
+        assert len(said) == 1, [run_.stdout[-2000:] for run_ in runs]
         store = store_of(inventory)
         keys = store.read("vault_keys")
         assert keys["data"]["unseal_keys"] != world["seen"]["keys"]
