@@ -24,10 +24,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt lab/pyproject.toml
 venv: system-packages $(VENV)/.installed
 
 # Distribution packages the lab needs: Debian's openssh-server (the lab's Git host is its real sshd with
-# git-shell) and git. Installed with apt-get only when missing, as root or with sudo; nothing else changes.
-SYSTEM_PACKAGES ?= openssh-server git
+# git-shell), git, and PowerDNS (pdns-server, sqlite3 backend: the lab's DNS primary and secondary).
+# Installed with apt-get only when missing, as root or with sudo; nothing else changes.
+SYSTEM_PACKAGES ?= openssh-server git pdns-server pdns-backend-sqlite3
 system-packages:
-	@if [ -x /usr/sbin/sshd ] && command -v git >/dev/null && command -v git-shell >/dev/null; then exit 0; fi; \
+	@if [ -x /usr/sbin/sshd ] && command -v git >/dev/null && command -v git-shell >/dev/null \
+	  && [ -x /usr/sbin/pdns_server ] && [ -f /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql ]; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null; then \
 	  echo "install $(SYSTEM_PACKAGES) with the system's package manager (the lab needs /usr/sbin/sshd, git, git-shell)" >&2; exit 1; fi; \
 	if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else \
@@ -37,7 +39,10 @@ system-packages:
 	$$apt install -y -q --no-install-recommends $(SYSTEM_PACKAGES) \
 	  || { $$apt update -q && $$apt install -y -q --no-install-recommends $(SYSTEM_PACKAGES); }; \
 	if command -v systemctl >/dev/null && systemctl is-enabled ssh >/dev/null 2>&1; then \
-	  echo "note: the package enabled the system's ssh service; the lab does not need it (systemctl disable --now ssh)"; fi
+	  echo "note: the package enabled the system's ssh service; the lab does not need it (systemctl disable --now ssh)"; fi; \
+	if command -v systemctl >/dev/null && systemctl is-enabled pdns >/dev/null 2>&1; then \
+	  echo "the lab runs its own PowerDNS instances: disabling the system's pdns service"; \
+	  $$sudo systemctl disable --now pdns || true; fi
 
 # The real tools (talosctl, kube-apiserver, kubectl, etcd, helm, flux), built from the Go module proxy at
 # the versions in tools/versions.env into ~/.cache/turnkey-cluster/tools; present ones are skipped.
