@@ -13,6 +13,7 @@ from .git import GitServer
 from .hetzner import HetznerTwin
 from .image_factory import ImageFactory
 from .openbao import OpenBao
+from .pdns import PowerDNSPrimary, PowerDNSSecondary
 from .proxmox import Proxmox
 from .sealed_secrets import SealedSecretsController
 from .talos import TalosNodes
@@ -32,6 +33,8 @@ COMPONENTS += (ChartRepository,)
 COMPONENTS += (SealedSecretsController,)
 # The lab's stand-in for cilium-operator (CRDs, LB IPAM) waits for its Deployment (components/cilium_operator.py).
 COMPONENTS += (CiliumOperator,)
+# Real PowerDNS: the primary and its secondary (components/pdns.py).
+COMPONENTS += (PowerDNSPrimary, PowerDNSSecondary)
 
 __all__ = ["COMPONENTS", "PROFILES", "Component", "Health", "build", "names"]
 
