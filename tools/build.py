@@ -447,8 +447,8 @@ def cilium_crds_build(build, staging):
 LAB_CHARTS = (
     ("cert-manager", "github.com/cert-manager/cert-manager", "LAB_CHART_CERT_MANAGER_VERSION",
      "deploy/charts/cert-manager"),
-    ("sealed-secrets", "github.com/bitnami/sealed-secrets", "LAB_CHART_SEALED_SECRETS_VERSION", "helm/sealed-secrets"),
-    ("external-secrets", "github.com/external-secrets/external-secrets", "LAB_CHART_EXTERNAL_SECRETS_VERSION",
+    ("sealed-secrets", "github.com/bitnami/sealed-secrets", "SEALED_SECRETS_VERSION", "helm/sealed-secrets"),
+    ("external-secrets", "github.com/external-secrets/external-secrets", "EXTERNAL_SECRETS_VERSION",
      "deploy/charts/external-secrets"),
     ("proxmox-csi-plugin", "github.com/sergelogvinov/proxmox-csi-plugin", "LAB_CHART_PROXMOX_CSI_VERSION",
      "charts/proxmox-csi-plugin"),
