@@ -91,7 +91,7 @@ type:
   description: The record type, upper case.
   returned: always
   type: str
-action:
+operation:
   description: C(create), C(update), C(delete) or C(none) (in check mode, what would happen).
   returned: always
   type: str
@@ -153,7 +153,7 @@ def ensure(module):
         serial = data.get("serial")
         wanted = pdns_lib.find_rrset(data, name, rtype)
     before, after = pdns_lib.rrset_view(current), pdns_lib.rrset_view(wanted)
-    result = {"changed": action != "none", "name": name, "type": rtype, "action": action, "rrset": after,
+    result = {"changed": action != "none", "name": name, "type": rtype, "operation": action, "rrset": after,
               "serial": serial}
     if module._diff:
         result["diff"] = pdns_lib.diff_of(before, after, "%s %s" % (name, rtype))

@@ -47,7 +47,7 @@ options:
     elements: str
   soa_edit_api:
     description:
-      - How the API moves the SOA serial on every change made through it (PowerDNS' C(SOA-EDIT-API)):
+      - How the API moves the SOA serial on every change made through it (PowerDNS' C(SOA-EDIT-API)) -
         C(DEFAULT) (date-based, C(YYYYMMDDnn)), C(INCREASE), C(EPOCH), C(OFF). Left alone for C(Slave).
     type: str
     default: DEFAULT
@@ -99,7 +99,7 @@ name:
   returned: always
   type: str
   sample: cluster.example.com.
-action:
+operation:
   description: C(create), C(update), C(delete) or C(none) (in check mode, what would happen).
   returned: always
   type: str
@@ -169,7 +169,7 @@ def ensure(module):
         data = client.zone(name)
         if action != "delete":
             after = current_view(data)
-    result = {"changed": action != "none", "name": name, "action": action, "zone": after,
+    result = {"changed": action != "none", "name": name, "operation": action, "zone": after,
               "serial": data.get("serial") if data else None}
     if module._diff:
         result["diff"] = pdns_lib.diff_of(before, after, "zone %s" % name)

@@ -5,8 +5,12 @@ key gets 401; zones and keys survive `lab down`/`lab up`."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import stat
+import tempfile
+from pathlib import Path
 
 import dns.exception
 import dns.message
@@ -41,6 +45,15 @@ def require_pdns() -> None:
         pytest.skip(reason)
 
 
+@contextlib.contextmanager
+def exclusive_net(net: str = NET):
+    """The lab's PowerDNS addresses are fixed in the net, so the tests that start it (this one and
+    tests/integration/test_pdns_modules.py) take turns, even on two pytest-xdist workers."""
+    with open(Path(tempfile.gettempdir()) / f"turnkey-test-net-{net}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 class Api:
     """PowerDNS' HTTP API of one lab instance."""
 
@@ -72,9 +85,18 @@ def serial(server: str, zone: str = ZONE) -> int | None:
         return None
 
 
-def test_pdns_primary_secondary(make_lab):
+@pytest.fixture
+def pdns_lab(make_lab):
+    """An isolated lab running the PowerDNS primary and secondary on NET (one at a time on NET)."""
     require_pdns()
-    lab = make_lab(NET)
+    with exclusive_net():
+        lab = make_lab(NET)
+        yield lab
+        lab.run("down", ok=False)
+
+
+def test_pdns_primary_secondary(pdns_lab):
+    lab = pdns_lab
     lab.run("up", "--components", "pdns,pdns-secondary", "--profile", "fast")
     endpoints = lab.json("endpoints.json")["components"]
     assert endpoints["pdns"]["api_url"] == f"http://{PRIMARY}:8081"
