@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..state import Lab, LabError
+from .authentik import AuthentikTwin
 from .base import PROFILES, Component, Health
 from .cert_manager import CertManagerStandIn
 from .charts import ChartRepository
@@ -33,6 +34,8 @@ COMPONENTS += (ChartRepository,)
 COMPONENTS += (SealedSecretsController,)
 # The lab's stand-in for cilium-operator (CRDs, LB IPAM) waits for its Deployment (components/cilium_operator.py).
 COMPONENTS += (CiliumOperator,)
+# The Authentik twin: its API and OpenID Connect per provider (components/authentik.py).
+COMPONENTS += (AuthentikTwin,)
 # Real PowerDNS: the primary and its secondary (components/pdns.py).
 COMPONENTS += (PowerDNSPrimary, PowerDNSSecondary)
 

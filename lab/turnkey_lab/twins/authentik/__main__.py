@@ -1,0 +1,23 @@
+"""`python -m turnkey_lab.twins.authentik --data=... --host=... --port=... --cert=... --key=... [--spec=...]`"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .. import base
+from .twin import AuthentikTwin
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base.arguments("Authentik twin")
+    parser.add_argument("--spec", type=Path, default=None, help="the OpenAPI document (absent: no validation)")
+    args = parser.parse_args(argv)
+    # Authentik's API updates with PATCH, which the shared server's handler does not route: add it here.
+    base._Handler.do_PATCH = base._Handler._serve  # noqa: SLF001
+    twin = AuthentikTwin(args.data, args.profile, spec_path=args.spec, public_url=f"https://{args.host}:{args.port}")
+    return base.serve(twin, args.host, args.port, args.cert, args.key)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The Authentik twin: `/api/v3/` (bearer token, validated against the release's OpenAPI document) and,
+per OAuth2 provider, OpenID Connect under `/application/o/` (oidc.py)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..base import HttpError, Request, Response, Twin
+from . import BOOTSTRAP_FILE, errors, oidc, resources, seed, validate
+from .core import USERS, set_password
+from .kinds import KINDS
+from .outposts import OUTPOSTS, default_settings
+from .spec import Spec
+
+API = "/api/v3"
+
+
+@dataclass
+class Call:
+    """What an action gets: the request, the parsed body and the live state (under the store's lock)."""
+
+    twin: AuthentikTwin
+    request: Request
+    data: dict
+    body: dict
+
+
+Action = Callable[[Call], tuple[int, object]]
+
+
+class AuthentikTwin(Twin):
+    name = "authentik"
+    prefix = ""
+    latency_table = {"request": (0.0, 0.03)}
+
+    def __init__(self, data_dir: Path, profile: str, spec_path: Path | None = None, public_url: str = ""):
+        self.public_url = public_url
+        self.bootstrap = self._bootstrap(data_dir)
+        self.install_id = self.bootstrap["install_id"]
+        super().__init__(data_dir, profile)
+        self.spec = Spec(spec_path, cache_dir=data_dir) if spec_path and validate.available() else None
+        self.checks = validate.Checks(self.spec) if self.spec else None
+        self.spec_note = ("" if self.spec else "no OpenAPI document found" if not spec_path
+                          else "jsonschema is not installed")
+        # Specific paths first: a `{uuid}` would match "default_settings" too.
+        self.route("GET", "/outposts/instances/default_settings/", default_settings)
+        self.route("POST", "/core/users/{id}/set_password/", set_password)
+        for kind in KINDS:
+            self._register(kind)
+        oidc.register(self)
+
+    @staticmethod
+    def _bootstrap(data_dir: Path) -> dict:
+        """The bootstrap token, akadmin's password and the install id, made on first start (0600)."""
+        path = data_dir / BOOTSTRAP_FILE
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            values = {"token": secrets.token_urlsafe(48), "password": secrets.token_urlsafe(24),
+                      "install_id": str(uuid.uuid4())}
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(values, handle)
+        return json.loads(path.read_text())
+
+    @staticmethod
+    def now() -> str:
+        return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+    def initial_state(self) -> dict:
+        if (self.data_dir / "state.json").exists():
+            return {}  # the store loads it; a fresh install's keys are not generated for nothing
+        return seed.fresh(self.public_url, self.bootstrap["token"], self.bootstrap["password"], self.now())
+
+    def health_detail(self) -> dict:
+        with self.store.lock:
+            counts = {kind: len(self.store.data.get(kind, {})) for kind in ("users", "groups", "providers",
+                                                                             "applications")}
+        return {"schema_validation": self.spec is not None, "spec": str(self.spec.path) if self.spec else None,
+                "spec_note": self.spec_note, "release": self.spec.version if self.spec else None, "counts": counts}
+
+    # -- routes ------------------------------------------------------------------------------------------
+    def _register(self, kind: resources.Kind) -> None:
+        one = f"{kind.path}{{{kind.param}}}/"
+        self.route("GET", kind.path, lambda call: (200, resources.list_(call, kind)))
+        self.route("GET", one, lambda call: resources.retrieve(call, kind))
+        writes = (("POST", kind.path, lambda call: resources.create(call, kind)),
+                  ("PUT", one, lambda call: resources.update(call, kind, partial=False)),
+                  ("PATCH", one, lambda call: resources.update(call, kind, partial=True)),
+                  ("DELETE", one, lambda call: resources.destroy(call, kind)))
+        for method, template, action in writes:
+            self.route(method, template, _not_allowed(method) if kind.read_only else action)
+
+    def route(self, method: str, template: str, action: Action) -> None:
+        """`template` is the document's path (under /api/v3), so validation finds its operation."""
+        self.add(method, API + template, lambda request: self._run(method, template, action, request))
+
+    def _run(self, method: str, template: str, action: Action, request: Request) -> Response:
+        self.authenticate(request)
+        body, present = self._body(request)
+        if self.checks is not None:
+            fields = {**self.checks.query(method, template, request.query),
+                      **self.checks.body(method, template, body, present)}
+            if fields:
+                self.reject(request, 400, fields)
+                raise errors.invalid(fields)
+        if method == "GET":
+            with self.store.lock:
+                status, answer = action(Call(self, request, self.store.data, {}))
+        else:
+            with self.store.change() as data:
+                status, answer = action(Call(self, request, data, body if isinstance(body, dict) else {}))
+        if answer is None:
+            return Response(status, b"")
+        return Response.json(answer, status=status)
+
+    def authenticate(self, request: Request) -> dict:
+        """The bearer token's user (the bootstrap token is akadmin's); 403 as Authentik answers."""
+        header = request.headers.get("authorization", "")
+        if not header:
+            raise errors.not_authenticated()
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise errors.detail(403, "Malformed header")
+        with self.store.lock:
+            for token in self.store.data.get("tokens", {}).values():
+                if token.get("intent") == "api" and secrets.compare_digest(token["_key"], key.strip()):
+                    return self.store.data["users"][str(token["user"])]
+        raise errors.bad_token()
+
+    def _body(self, request: Request) -> tuple[object, bool]:
+        if request.method not in ("POST", "PUT", "PATCH") or not request.body.strip():
+            return None, False
+        try:
+            return json.loads(request.body), True
+        except ValueError as exc:
+            raise errors.detail(400, f"JSON parse error - {exc}") from None
+
+    # -- what every answer gets --------------------------------------------------------------------------
+    def error_response(self, error: HttpError) -> Response:
+        return errors.response(error)
+
+    def not_found(self, request: Request) -> HttpError:
+        return errors.detail(404, "Not found.")
+
+
+def _not_allowed(method: str) -> Action:
+    def refuse(call: Call) -> tuple[int, object]:
+        raise errors.detail(405, f'Method "{method}" not allowed.')
+    return refuse
+
+
+__all__ = ["API", "USERS", "OUTPOSTS", "AuthentikTwin", "Call"]
