@@ -12,6 +12,7 @@ import json
 from ansible.module_utils.basic import env_fallback
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.urllib.parse import quote
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import open_url
 
 
@@ -126,7 +127,7 @@ class PdnsClient:
             raise self._http_error(method, url, exc) from None
         except URLError as exc:
             raise PdnsError("PowerDNS API at %s unreachable: %s" % (self.url, exc.reason)) from None
-        except (OSError, ValueError) as exc:  # TLS failures, resets, timeouts
+        except (UrlsConnectionError, OSError, ValueError) as exc:  # TLS failures, resets, timeouts
             raise PdnsError("PowerDNS API at %s unreachable: %s" % (self.url, exc)) from None
         if not text:
             return None

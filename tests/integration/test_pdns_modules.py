@@ -5,7 +5,11 @@ One test made of steps, in order: each step starts from what the previous one le
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import ssl
 import sys
+import threading
 
 import pytest
 import requests
@@ -206,6 +210,58 @@ def role_with_secondary(lab: Lab):
     assert serial(SECONDARY, fqdn) == serial(PRIMARY, fqdn)
 
 
+@contextlib.contextmanager
+def tls_proxy(lab: Lab, port: int = 8443):
+    """PowerDNS behind a TLS proxy, as a real deployment runs it: HTTPS on <primary>:8443 with a certificate
+    from the lab's CA, each request passed to the primary's plain-HTTP API."""
+    from turnkey_lab import pki  # noqa: PLC0415
+    from turnkey_lab.state import Lab as LabState  # noqa: PLC0415
+
+    cert, key = pki.ensure_server_cert(LabState.at(lab.handle.root, lab.handle.net), "pdns-tls-proxy", PRIMARY)
+
+    class Forward(http.server.BaseHTTPRequestHandler):
+        def forward(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+            answer = requests.request(self.command, PRIMARY_API + self.path, data=body, timeout=30, headers={
+                name: self.headers[name] for name in ("X-API-Key", "Content-Type") if self.headers.get(name)})
+            self.send_response(answer.status_code)
+            self.send_header("Content-Type", answer.headers.get("Content-Type", "text/plain"))
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = forward
+
+        def log_message(self, *_args):
+            pass
+
+    server = http.server.ThreadingHTTPServer((PRIMARY, port), Forward)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://{PRIMARY}:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def tls_verified(lab: Lab):
+    ca = str(lab.handle.root / "pki" / "ca.pem")
+    with tls_proxy(lab) as url:
+        task = {"name": "tls", "turnkey.cluster.pdns_zone": {"api_url": url, "name": ZONE, "kind": "Master"}}
+        # The certificate checked against the given CA (validate_certs stays at its default, true).
+        code, results, out = lab.play([{**task, "turnkey.cluster.pdns_zone": {
+            **task["turnkey.cluster.pdns_zone"], "ca_path": ca}}])
+        assert code == 0 and results[0][1]["operation"] == "none", out
+        # Without the CA, the lab's certificate is not trusted: refused, named, nothing sent.
+        code, results, out = lab.play([task])
+        (_t, result), = results
+        assert code != 0 and "unreachable" in result["msg"] and "CERTIFICATE_VERIFY_FAILED" in result["msg"], out
+
+
 def zone_absent(lab: Lab):
     code, results, out = lab.play([zone_task(name=ZONE, state="absent")], check=True, diff=True)
     assert code == 0 and results[0][1]["operation"] == "delete" and lab.api(f"/zones/{ZONE}"), out
@@ -224,4 +280,5 @@ def test_pdns_modules(pdns_lab, tmp_path):  # noqa: F811 (the fixture imported a
     wrong_key_is_named(lab)
     absent_removes(lab)
     role_with_secondary(lab)
+    tls_verified(lab)
     zone_absent(lab)
