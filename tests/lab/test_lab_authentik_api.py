@@ -7,7 +7,9 @@ response schemas of Authentik's own OpenAPI document. ONE test of steps, so `pyt
 
 from __future__ import annotations
 
+import fcntl
 import re
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,11 +21,20 @@ from tests.schemas import official_schema
 
 pytestmark = pytest.mark.lab
 
-NET = "127.111"
+NET = "127.111"  # also test_lab_authentik_oidc.py's: the two take turns (authentik_lab)
 BASE = f"https://{NET}.0.20:9443"
 API = f"{BASE}/api/v3"
 UP = ("up", "--profile", "fast", "--components", "authentik")
 ZERO = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.fixture
+def authentik_lab(make_lab):
+    """An isolated lab on NET, held with a file lock: both Authentik test modules use the net, and pytest -n
+    may run them at once."""
+    with open(Path(tempfile.gettempdir()) / f"turnkey-lab-net-{NET}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield make_lab(NET)
 
 
 class Plain:
@@ -277,11 +288,11 @@ def contract(plain: Plain) -> None:
     assert checked > 50, checked
 
 
-def test_authentik_twin_api(make_lab, tmp_path, monkeypatch):
+def test_authentik_twin_api(authentik_lab, tmp_path, monkeypatch):
     from turnkey_lab.twins.authentik import spec
 
     official_schema(spec.RELATIVE)  # the contract check needs Authentik's document
-    lab = make_lab(NET)
+    lab = authentik_lab
     # A session's own `verify` loses to this variable when it is set (requests #3829), so set the variable.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(lab.root / "pki" / "ca.pem"))
     secrets = up_writes_endpoints_and_secrets(lab)
