@@ -12,12 +12,14 @@ options:
     description:
       - Authentik's address, C(https://auth.example.com) (the API is under C(/api/v3)). Plain C(http) is
         refused unless O(validate_certs=false), because the token would travel in clear.
+      - When not given, the environment variable E(AUTHENTIK_URL).
     type: str
     required: true
   token:
     description:
       - An Authentik API token with the rights to manage the objects (the bootstrap token kept in the
         persistent store). A refused token fails with C(Authentik refused the token).
+      - When not given, the environment variable E(AUTHENTIK_TOKEN) (keeps the token out of the task's arguments).
     type: str
     required: true
   validate_certs:

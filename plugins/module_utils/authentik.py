@@ -5,9 +5,9 @@ collection deploys, requirements.txt), and the one routine every module uses to 
 
 What it adds to the library:
 
-- the connection options (`connection_args()`, doc fragment turnkey.cluster.authentik): `url`, `token`
-  (no_log), `validate_certs` (default true), `ca_path`, `timeout`; plain http is refused while certificates
-  are verified, because the token would travel in clear;
+- the connection options (`connection_args()`, doc fragment turnkey.cluster.authentik): `url` (env
+  AUTHENTIK_URL), `token` (no_log, env AUTHENTIK_TOKEN), `validate_certs` (default true), `ca_path`,
+  `timeout`; plain http is refused while certificates are verified, because the token would travel in clear;
 - failures as one sentence with the fix (`AuthentikFailure`): a refused token (401/403) names the bootstrap
   token in the store, an unreachable Authentik its address, a 400 its field errors;
 - listing through every page (`Authentik.list_all`), finding one object by a unique field
@@ -28,6 +28,8 @@ import re
 import sys
 import traceback
 import types
+
+from ansible.module_utils.basic import env_fallback
 
 EXPORT = re.compile(r"^from (authentik_client[\w.]*) import (\w+)(?: as (\w+))?$", re.M)
 
@@ -90,8 +92,8 @@ PAGE_SIZE = 100
 
 # Options every authentik_* module takes; the doc fragment turnkey.cluster.authentik documents them.
 CONNECTION_ARGS = dict(
-    url=dict(type="str", required=True),
-    token=dict(type="str", required=True, no_log=True),
+    url=dict(type="str", required=True, fallback=(env_fallback, ["AUTHENTIK_URL"])),
+    token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["AUTHENTIK_TOKEN"])),
     validate_certs=dict(type="bool", default=True),
     ca_path=dict(type="path"),
     timeout=dict(type="int", default=30),
@@ -126,12 +128,13 @@ class Kind:
     api/prefix: the client's API class and method prefix (<prefix>_list, _create, _partial_update, _destroy);
     key: the unique field a task names the object by; path: the field the object's URL takes (pk, or slug for
     applications); model: the request model (Patched<model> for updates); filters: list arguments per field
-    where they are not the field's name; unordered: lists compared as sets; merged: dictionaries whose keys
-    the task sets while other keys stay; secret: fields never shown; refs: fields holding primary keys of
-    other objects (shown by name in the diff); normalisers: per field, a function both sides go through."""
+    where they are not the field's name (list_filters: those the API takes as a list); unordered: lists
+    compared as sets; merged: dictionaries whose keys the task sets while other keys stay; secret: fields never
+    shown; refs: fields holding primary keys of other objects (shown by name in the diff); normalisers: per
+    field, a function both sides go through."""
 
     def __init__(self, label, api, prefix, key, model=None, path="pk", filters=None, unordered=(), merged=(),
-                 secret=(), refs=(), normalisers=None):
+                 secret=(), refs=(), normalisers=None, list_filters=()):
         self.label = label
         self.api = api
         self.prefix = prefix
@@ -144,6 +147,7 @@ class Kind:
         self.secret = frozenset(secret)
         self.refs = frozenset(refs)
         self.normalisers = normalisers or {}
+        self.list_filters = frozenset(list_filters)
 
     def normalise(self, field, value):
         if value is None:
@@ -161,7 +165,7 @@ GROUP = Kind("group", "CoreApi", "core_groups", "name", "GroupRequest", unordere
 USER = Kind("user", "CoreApi", "core_users", "username", "UserRequest", unordered=("groups", "roles"),
             merged=("attributes",), refs=("groups",))
 SCOPE_MAPPING = Kind("scope mapping", "PropertymappingsApi", "propertymappings_provider_scope", "name",
-                     "ScopeMappingRequest")
+                     "ScopeMappingRequest", list_filters=("managed",))
 OAUTH2_PROVIDER = Kind("OAuth2 provider", "ProvidersApi", "providers_oauth2", "name", "OAuth2ProviderRequest",
                        unordered=("property_mappings",), secret=("client_secret",),
                        refs=FLOW_REFS + ("signing_key", "property_mappings"),
@@ -309,7 +313,8 @@ class Authentik:
         """The one object whose `field` (the kind's key by default) is exactly `value`, or None."""
         field = field or kind.key
         argument = kind.filters.get(field, field)
-        matches = [item for item in self.list_all(kind, **{argument: value}) if item.get(field) == value]
+        asked = [value] if field in kind.list_filters else value
+        matches = [item for item in self.list_all(kind, **{argument: asked}) if item.get(field) == value]
         if len(matches) > 1:
             raise AuthentikFailure("%d %ss have %s %r in Authentik; rename all but one" % (
                 len(matches), kind.label, field, value))
@@ -414,11 +419,23 @@ def plan(kind, current, wanted, state, create_defaults=None):
     return ("update" if changes else "none"), changes, dict(current, **changes)
 
 
+def request_model(kind, action, fields, what):
+    """The client's request model (Patched<model> for an update) holding exactly `fields`.
+
+    model_validate, not the generated from_dict: from_dict sets every field, so a PATCH would send null for each
+    nullable field not given (and clear, say, the provider's signing key)."""
+    name = kind.model if action == "create" else "Patched" + kind.model
+    try:
+        return getattr(authentik_client, name).model_validate(fields)
+    except ValidationError as exc:
+        raise AuthentikFailure(explain_model_error(exc, what)) from None
+
+
 def ensure(client, kind, name, wanted, state="present", diff=False, create_defaults=None, required=()):
     """Makes the object of `kind` named `name` look as `wanted` ({field: value}; None leaves a field alone), or
     deletes it with state=absent (never an object Authentik manages itself). `create_defaults`: fields (or a
     function returning them) a created object starts from; `required`: {module option: field} creating it needs.
-    Returns (the module result: changed, action, object, diff when asked; the object as it was, or None)."""
+    Returns (the module result: changed, operation, object, diff when asked; the object as it was, or None)."""
     current = client.find(kind, name)
     if state == "absent" and current is not None and current.get("managed"):
         raise AuthentikFailure("%s %s is Authentik's own (%s) and cannot be deleted" % (
@@ -429,7 +446,7 @@ def ensure(client, kind, name, wanted, state="present", diff=False, create_defau
     missing = [option for option, field in dict(required).items() if changes.get(field) in (None, "", [])]
     if action == "create" and missing:
         raise AuthentikFailure("%s %s does not exist; creating it needs %s" % (kind.label, name, ", ".join(missing)))
-    result = dict(changed=action != "none", action=action)
+    result = dict(changed=action != "none", operation=action)
     fields = [field for field, value in wanted.items() if value is not None]
     if diff:
         header = "%s %s" % (kind.label, name)
@@ -446,11 +463,7 @@ def ensure(client, kind, name, wanted, state="present", diff=False, create_defau
         client.call(what, kind.api, kind.prefix + "_destroy", current[kind.path])
         result["object"] = {}
         return result, current
-    model_name = kind.model if action == "create" else "Patched" + kind.model
-    try:
-        request = getattr(authentik_client, model_name).from_dict(changes)
-    except ValidationError as exc:
-        raise AuthentikFailure(explain_model_error(exc, what)) from None
+    request = request_model(kind, action, changes, what)
     if action == "create":
         answer = client.call(what, kind.api, kind.prefix + "_create", request)
     else:

@@ -10,12 +10,12 @@ module: authentik_oauth2_provider
 short_description: An OAuth2/OpenID Connect provider in Authentik
 version_added: 0.1.0
 description:
-  - Creates, updates or deletes the OAuth2/OIDC provider named O(name): the client an application logs in
+  - Creates, updates or deletes the OAuth2/OIDC provider named O(name), the client an application logs in
     with (client id and secret, strict redirect URIs, flows, signing key, the scopes' claims).
   - Reads the provider first and sends only the managed fields that differ, so a rerun is C(changed=false);
     one changed redirect URI updates this provider only.
   - Authentik returns the client secret to administrators, so O(client_secret) is compared with the stored one
-    (never shown: the diff says C(<hidden>) or C(<hidden, changed>)). Generate it once into the persistent
+    (never shown; the diff says C(<hidden>) or C(<hidden, changed>)). Generate it once into the persistent
     store and pass it here, so a rebuilt Authentik gets the same secret the application already has.
   - Flows are named by slug, the signing key by the certificate keypair's name, scope mappings by name or by
     Authentik's managed id; all must exist.
@@ -133,7 +133,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-action:
+operation:
   description: C(create), C(update), C(delete) or C(none) (in check mode, what would happen).
   returned: always
   type: str
@@ -176,8 +176,8 @@ def main():
             issuer_mode=dict(type="str", choices=["global", "per_provider"]),
             include_claims_in_id_token=dict(type="bool"),
             access_code_validity=dict(type="str"),
-            access_token_validity=dict(type="str"),
-            refresh_token_validity=dict(type="str"),
+            access_token_validity=dict(type="str", no_log=False),
+            refresh_token_validity=dict(type="str", no_log=False),
         ),
         supports_check_mode=True,
     )

@@ -59,7 +59,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-action:
+operation:
   description: C(create), C(update), C(delete) or C(none) (in check mode, what would happen).
   returned: always
   type: str

@@ -83,7 +83,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-action:
+operation:
   description: C(create), C(update), C(delete) or C(none) (in check mode, what would happen).
   returned: always
   type: str
@@ -113,7 +113,7 @@ def main():
             authorization_flow=dict(type="str"),
             invalidation_flow=dict(type="str"),
             authentication_flow=dict(type="str"),
-            access_token_validity=dict(type="str"),
+            access_token_validity=dict(type="str", no_log=False),
             property_mappings=dict(type="list", elements="str"),
         ),
         supports_check_mode=True,

@@ -10,7 +10,7 @@ module: authentik_scope_mapping
 short_description: An OAuth2 scope mapping (claims of a scope) in Authentik
 version_added: 0.1.0
 description:
-  - Creates, updates or deletes the scope mapping named O(name): when a client asks for scope
+  - Creates, updates or deletes the scope mapping named O(name). When a client asks for scope
     O(scope_name), the claims the Python O(expression) returns are added to the ID token and userinfo.
   - The usual one is the C(groups) claim, which applications map to their roles.
   - Reads the mapping first and sends only the managed fields that differ, so a rerun is C(changed=false).
@@ -55,7 +55,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-action:
+operation:
   description: C(create), C(update), C(delete) or C(none) (in check mode, what would happen).
   returned: always
   type: str

@@ -82,7 +82,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-action:
+operation:
   description: C(create), C(update), C(delete) or C(none) for the user's fields (in check mode, what would happen).
   returned: always
   type: str
@@ -128,12 +128,12 @@ def main():
         result, _current = ak.ensure(client, ak.USER, username, wanted, params["state"], module._diff,
                                      create_defaults=dict(name=username))
         set_password = bool(params["state"] == "present" and params["password"]
-                            and (result["action"] == "create" or params["update_password"] == "always"))
+                            and (result["operation"] == "create" or params["update_password"] == "always"))
         result["password_set"] = set_password
         if set_password:
             result["changed"] = True
             if "diff" in result:
-                if result["action"] != "create":
+                if result["operation"] != "create":
                     result["diff"]["before"]["password"] = ak.HIDDEN
                 result["diff"]["after"]["password"] = ak.HIDDEN_CHANGED
             if not client.check_mode:

@@ -142,6 +142,18 @@ def test_the_librarys_own_classes_are_loaded_lazily():
     assert "redirect_uris: Input should be a valid list" in message
 
 
+def test_an_update_sends_only_the_changed_fields():
+    """A PATCH of the redirect URIs must not send null for the fields not given (it would clear the signing key)."""
+    uris = [{"matching_mode": "strict", "url": GRAFANA_URI, "redirect_uri_type": "authorization"}]
+    model = ak.request_model(ak.OAUTH2_PROVIDER, "update", {"redirect_uris": uris}, "updating x")
+    assert type(model).__name__ == "PatchedOAuth2ProviderRequest"
+    assert ak.authentik_client.ApiClient().sanitize_for_serialization(model) == {"redirect_uris": uris}
+    created = ak.request_model(ak.GROUP, "create", {"name": "g", "parents": []}, "creating group g")
+    assert ak.authentik_client.ApiClient().sanitize_for_serialization(created) == {"name": "g", "parents": []}
+    with pytest.raises(ak.AuthentikFailure, match=r"^creating group g: does not fit Authentik 2026.5.6's API \(name: "):
+        ak.request_model(ak.GROUP, "create", {"name": ""}, "creating group g")
+
+
 def test_plain_http_and_a_missing_ca_are_refused_before_any_request(tmp_path):
     params = {"url": "http://127.112.0.1:9000", "token": "t", "validate_certs": True, "ca_path": None}
     with pytest.raises(ak.AuthentikFailure, match="is not https: the token would travel in clear"):
