@@ -258,3 +258,57 @@ def test_scope_mapping_expressions_run_like_authentiks():
         run('return __import__("os").getcwd()')  # no imports in the twin's namespace
     with pytest.raises(SyntaxError):
         expressions.compile_expression("return {")
+
+
+# -- a real relying party: OpenBao's OIDC auth method -------------------------------------------------
+def test_openbao_logs_in_through_the_twin(authentik_lab, monkeypatch):
+    """The real OpenBao configured against a twin provider: auth_url -> the twin's login -> OpenBao's
+    callback; the `groups` claim maps to an external group's policy, as layer 03 wires Vault's UI."""
+    import hvac
+
+    lab = authentik_lab
+    ca = lab.root / "pki" / "ca.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca))
+    lab.run("up", "--profile", "fast", "--components", "openbao,authentik")
+    made = set_up_sso(Admin(lab.json("credentials.json")["authentik"]["token"]))
+    bao_url = lab.json("endpoints.json")["components"]["openbao"]["url"]
+    callback = f"{bao_url}/ui/vault/auth/oidc/oidc/callback"
+    admin = Admin(lab.json("credentials.json")["authentik"]["token"])
+    vault = admin("PATCH", f"/providers/oauth2/{made['grafana']['pk']}/", {"redirect_uris": [
+        {"matching_mode": "strict", "url": GRAFANA_CB}, {"matching_mode": "strict", "url": callback}]})
+    bao = hvac.Client(url=bao_url, verify=str(ca), token=lab.json("credentials.json")["openbao"]["root_token"],
+                      timeout=10)
+    bao.sys.enable_auth_method("oidc")
+    bao.auth.oidc.configure(oidc_discovery_url=f"{BASE}/application/o/grafana/", oidc_client_id="grafana",
+                            oidc_client_secret=vault["client_secret"], oidc_discovery_ca_pem=ca.read_text(),
+                            default_role="sso")
+    bao.auth.oidc.create_role("sso", user_claim="preferred_username", allowed_redirect_uris=[callback],
+                              groups_claim="groups", oidc_scopes=["openid", "profile", "email"],
+                              token_policies=["default"], bound_audiences=["grafana"])
+    bao.sys.create_or_update_policy("grafana-admin", 'path "secret/*" { capabilities = ["read"] }')
+    group = bao.secrets.identity.create_or_update_group("grafana-admins", group_type="external",
+                                                        policies=["grafana-admin"])
+    accessor = bao.sys.list_auth_methods()["oidc/"]["accessor"]
+    bao.secrets.identity.create_or_update_group_alias("grafana-admins", mount_accessor=accessor,
+                                                      canonical_id=group["data"]["id"])
+
+    def login(username: str, password: str) -> dict:
+        auth_url = bao.auth.oidc.oidc_authorization_url_request(role="sso", redirect_uri=callback)["data"]["auth_url"]
+        assert auth_url.startswith(f"{BASE}/application/o/authorize/"), auth_url
+        location = Browser().login(auth_url, username, password)
+        assert location.status_code == 302, location.text
+        query = parse_qs(urlsplit(location.headers["Location"]).query)
+        anonymous = hvac.Client(url=bao_url, verify=str(ca), timeout=10)
+        answer = anonymous.adapter.get("/v1/auth/oidc/oidc/callback",
+                                       params={"state": query["state"][0], "code": query["code"][0]})
+        auth = answer["auth"]
+        me = hvac.Client(url=bao_url, verify=str(ca), token=auth["client_token"], timeout=10).lookup_token()["data"]
+        return {**auth, "display_name": me["display_name"]}
+
+    alice = login("alice", "alice-pw")
+    assert alice["metadata"]["role"] == "sso" and alice["display_name"] == "oidc-alice"
+    assert "grafana-admin" in alice["identity_policies"] and "default" in alice["policies"]
+    bob = login("bob", "bob-pw")
+    assert bob["display_name"] == "oidc-bob" and "grafana-admin" not in (bob.get("identity_policies") or [])
+    assert requests.get(f"{BASE}/_lab/rejects", timeout=10).json() == []
+    lab.run("down")
