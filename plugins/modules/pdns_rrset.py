@@ -18,6 +18,8 @@ description:
   - Only this rrset is sent (C(PATCH) with C(changetype) C(REPLACE) or C(DELETE)); the zone's other
     records are never touched. With the zone's SOA-EDIT-API, PowerDNS moves the SOA serial, and a
     C(Master) zone NOTIFYs its secondaries.
+  - A zone that does not exist fails the task, except in check mode, where the rrset is reported as one
+    that would be created (the play's M(turnkey.cluster.pdns_zone) task would have made the zone).
   - For C(SOA), the serial in O(records) is ignored when comparing and the zone's current serial kept,
     because SOA-EDIT-API owns it.
 author: turnkey.cluster maintainers (!UNKNOWN)
@@ -53,7 +55,8 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Reads the zone and reports whether the rrset would be replaced or deleted; writes nothing.
+    description: Reads the zone and reports whether the rrset would be created, replaced or deleted; writes
+      nothing.
   diff_mode:
     support: full
     description: Shows this rrset (TTL and records) before and after; records are public DNS data.
@@ -138,7 +141,10 @@ def ensure(module):
     rtype = params["type"].strip().upper()
     client = pdns_lib.PdnsClient(params)
     data = client.zone(zone)
-    if data is None:
+    if data is None and module.check_mode:
+        # A check run of a play that also creates the zone: the rrset would be created with it.
+        data = {"rrsets": [], "serial": None}
+    elif data is None:
         raise pdns_lib.PdnsError("zone %s does not exist on %s: create it first (turnkey.cluster.pdns_zone)"
                                  % (zone, client.url))
     current = pdns_lib.find_rrset(data, name, rtype)

@@ -47,9 +47,11 @@ attributes:
   check_mode:
     support: full
     description: Reads both serials once and reports whether they match; neither waits nor asks for a
-      transfer, and a zone the secondary does not have yet (it would be created) is not an error.
+      transfer, and a zone the primary or the secondary does not have yet (it would be created) is not an
+      error.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
 """
 
 EXAMPLES = r"""
@@ -68,7 +70,7 @@ zone:
   returned: always
   type: str
 primary_serial:
-  description: The SOA serial the primary serves.
+  description: The SOA serial the primary serves (null when it has no such zone, in check mode).
   returned: always
   type: int
 secondary_serial:
@@ -104,6 +106,10 @@ def wait(module):
     primary = pdns_lib.PdnsClient(params, url=params["primary_api_url"], api_key=params["primary_api_key"])
     secondary = pdns_lib.PdnsClient(params)
     primary_zone = primary.zone(zone)
+    if primary_zone is None and module.check_mode:
+        # A check run of a play that also creates the zone: nothing to compare yet.
+        return {"changed": False, "zone": zone, "primary_serial": None, "secondary_serial": None,
+                "in_sync": False, "retrieved": False}
     if primary_zone is None:
         raise pdns_lib.PdnsError("zone %s does not exist on the primary %s" % (zone, primary.url))
     wanted = served_serial(primary_zone)

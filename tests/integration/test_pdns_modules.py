@@ -15,11 +15,13 @@ import pytest
 import requests
 import yaml
 
+from tests.lab import test_lab_pdns
 from tests.lab.test_lab_pdns import PRIMARY, SECONDARY, query, serial
-from tests.lab.test_lab_pdns import pdns_lab as pdns_lab  # noqa: F401 (the fixture)
 from tests.playbook_runner import run_playbook, task_results
 
 pytestmark = pytest.mark.lab
+# The lab test's fixture: the lab's PowerDNS primary and secondary on its net, one test at a time there.
+pdns_lab = test_lab_pdns.pdns_lab
 
 ZONE = "cluster.lab-dns.test."
 PRIMARY_API = f"http://{PRIMARY}:8081"
@@ -181,9 +183,15 @@ def role_with_secondary(lab: Lab):
                              {"name": "@", "type": "TXT", "content": ["one", "two"]}],
     }
     task = {"name": "zone", "ansible.builtin.include_role": {"name": "turnkey.cluster.dns_zone"}, "vars": role_vars}
+    fqdn = role_zone + "."
+    # Check mode on a zone that does not exist yet: every step says it would create, nothing is made.
+    code, results, out = lab.play([task], check=True, diff=True)
+    assert code == 0, out
+    assert lab.api(f"/zones/{fqdn}") is None
+    records = [item for t, r in results for item in r.get("results", [])]
+    assert len(records) == 5 and all(item["operation"] == "create" for item in records)
     code, results, out = lab.play([task])
     assert code == 0, out
-    fqdn = role_zone + "."
     for server in (PRIMARY, SECONDARY):
         assert query(server, f"api.{fqdn}", "A") == ["10.2.0.10", "10.2.0.11"]
         assert query(server, f"ns2.{fqdn}", "A") == [SECONDARY]  # glue
@@ -271,7 +279,7 @@ def zone_absent(lab: Lab):
     assert code == 0 and not results[0][1]["changed"], out
 
 
-def test_pdns_modules(pdns_lab, tmp_path):  # noqa: F811 (the fixture imported above)
+def test_pdns_modules(pdns_lab, tmp_path):
     pdns_lab.run("up", "--components", "pdns,pdns-secondary", "--profile", "fast")
     lab = Lab(pdns_lab, tmp_path)
     create_and_rerun(lab)
