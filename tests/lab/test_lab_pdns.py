@@ -110,6 +110,9 @@ def test_pdns_primary_secondary(pdns_lab):
     primary = Api(endpoints["pdns"]["api_url"], keys[0])
     secondary = Api(endpoints["pdns-secondary"]["api_url"], keys[1])
     assert primary.ok("GET", "")["daemon_type"] == "authoritative"
+    # `lab env` points the pdns_* modules at the primary; the key is read when the shell runs the line.
+    env = lab.run("env").stdout
+    assert f"export PDNS_API_URL=http://{PRIMARY}:8081" in env and "PDNS_API_KEY=" in env
 
     # A wrong key: 401 from both, and nothing listed.
     for api in (primary, secondary):

@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import socket
 import sqlite3
 import struct
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -163,9 +163,6 @@ class PowerDNS(Component):
         return {**super().endpoint(), "role": self.role, "dns": f"{self.ip}:{self.port}",
                 "api_url": self.api_url, "server_id": "localhost"}
 
-    def wipe(self) -> None:
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
 
 class PowerDNSPrimary(PowerDNS):
     name = "pdns"
@@ -181,6 +178,13 @@ class PowerDNSPrimary(PowerDNS):
             # NOTIFY only the lab's secondary, never whatever addresses a zone's NS records name.
             f"only-notify={secondary}/32",
         ]
+
+    def shell_env(self) -> dict[str, str]:
+        # What the pdns_* modules read; the key is read from the 0600 file when the shell evaluates the line.
+        read = "import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]])"
+        argv = (sys.executable, "-c", read, self.lab.credentials, self.name, "api_key")
+        return {"PDNS_API_URL": self.quote(self.api_url),
+                "PDNS_API_KEY": f'"$({" ".join(self.quote(a) for a in argv)})"'}
 
 
 class PowerDNSSecondary(PowerDNS):
