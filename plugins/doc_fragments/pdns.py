@@ -43,5 +43,6 @@ options:
 notes:
   - A refused API key (HTTP 401/403) fails the task before any change, naming the fix (check
     C(dns.api_key) in the store).
-  - PowerDNS' C({"error": ...}) answers are returned in C(pdns_error) of the failed result, with the HTTP C(status).
+  - PowerDNS' error answers (C(error) in its JSON body) are returned in C(pdns_error) of the failed result,
+    with the HTTP C(status).
 """
