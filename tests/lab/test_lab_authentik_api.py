@@ -105,6 +105,8 @@ def a_fresh_install(plain: Plain) -> dict:
     assert re.fullmatch(r"([0-9a-f]{2}:){31}[0-9a-f]{2}", pairs[0]["fingerprint_sha256"])
     outposts = plain.ok("GET", "/outposts/instances/", managed__iexact="goauthentik.io/outposts/embedded")["results"]
     assert [o["name"] for o in outposts] == ["authentik Embedded Outpost"]
+    assert plain.ok("GET", "/admin/version/")["version_current"] == "2026.5.6"
+    assert plain.session.get(BASE + "/-/health/ready/", timeout=10).status_code == 200
     tokens = plain.ok("GET", "/core/tokens/")["results"]
     assert [t["identifier"] for t in tokens] == ["authentik-bootstrap-token"] and "key" not in tokens[0]
     return {"flows": flows, "scopes": scopes, "keypair": pairs[0], "outpost": outposts[0], "akadmin": akadmin}

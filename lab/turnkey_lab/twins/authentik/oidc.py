@@ -185,7 +185,9 @@ class Oidc:
             pending = data.get("pending", {}).get(form.get("pending", ""))
             if pending is None or time.time() - pending["created"] > PENDING_SECONDS:
                 return pages.error("Flow expired", "This authorization request has expired; start again.")
-            provider = data["providers"].get(pending["provider"])
+            provider = data.get("providers", {}).get(pending["provider"])
+            if provider is None:
+                return pages.error("Client ID Error", "The provider of this request is gone.")
             if "uid_field" in form:
                 user = self.login(data, form.get("uid_field", ""), form.get("password", ""))
                 if user is None:

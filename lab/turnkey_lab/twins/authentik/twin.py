@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base import HttpError, Request, Response, Twin
-from . import BOOTSTRAP_FILE, errors, oidc, resources, seed, validate
+from . import BOOTSTRAP_FILE, admin, errors, oidc, resources, seed, validate
 from .core import USERS, set_password
 from .kinds import KINDS
 from .outposts import OUTPOSTS, default_settings
@@ -52,6 +52,9 @@ class AuthentikTwin(Twin):
         # Specific paths first: a `{uuid}` would match "default_settings" too.
         self.route("GET", "/outposts/instances/default_settings/", default_settings)
         self.route("POST", "/core/users/{id}/set_password/", set_password)
+        self.route("GET", "/admin/version/", admin.version)
+        self.add("GET", "/-/health/live/", admin.healthy)
+        self.add("GET", "/-/health/ready/", admin.healthy)
         for kind in KINDS:
             self._register(kind)
         oidc.register(self)
