@@ -24,12 +24,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt lab/pyproject.toml
 venv: system-packages $(VENV)/.installed
 
 # Distribution packages the lab needs: Debian's openssh-server (the lab's Git host is its real sshd with
-# git-shell), git, and PowerDNS (pdns-server, sqlite3 backend: the lab's DNS primary and secondary).
+# git-shell), git, and PowerDNS (pdns-server, sqlite3 backend: the lab's DNS primary and secondary);
+# chromium, chromium-driver and libnss3-tools: verify's SSO login check drives Debian's headless Chromium with
+# the system chromedriver (never a downloaded one) and trusts the CA through an NSS db made with certutil.
 # Installed with apt-get only when missing, as root or with sudo; nothing else changes.
-SYSTEM_PACKAGES ?= openssh-server git pdns-server pdns-backend-sqlite3
+SYSTEM_PACKAGES ?= openssh-server git pdns-server pdns-backend-sqlite3 chromium chromium-driver libnss3-tools
 system-packages:
 	@if [ -x /usr/sbin/sshd ] && command -v git >/dev/null && command -v git-shell >/dev/null \
-	  && [ -x /usr/sbin/pdns_server ] && [ -f /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql ]; then exit 0; fi; \
+	  && [ -x /usr/sbin/pdns_server ] && [ -f /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql ] \
+	  && [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && command -v certutil >/dev/null; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null; then \
 	  echo "install $(SYSTEM_PACKAGES) with the system's package manager (the lab needs /usr/sbin/sshd, git, git-shell)" >&2; exit 1; fi; \
 	if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else \
