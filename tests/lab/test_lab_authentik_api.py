@@ -274,7 +274,7 @@ def contract(plain: Plain) -> None:
     """Every answer of this test against the document's response schema for its operation and status."""
     from turnkey_lab.twins.authentik import spec, validate
 
-    checks = validate.Checks(spec.Spec(spec.find()))
+    checks = validate.Checks(spec.Spec(spec.find(), spec.cache_dir()))
     templates = sorted({t for _m, t in checks.spec.operations}, key=lambda t: (t.count("{"), t))
     patterns = [(t, re.compile("^" + re.sub(r"\{[a-z_]+\}", "[^/]+", t) + "$")) for t in templates]
     checked, problems = 0, []
@@ -351,7 +351,7 @@ def test_the_document_is_required_under_ci(monkeypatch, tmp_path):
 def test_drf_messages_from_the_document(tmp_path):
     from turnkey_lab.twins.authentik import spec, validate
 
-    document = spec.Spec(official_schema(spec.RELATIVE), cache_dir=tmp_path)
+    document = spec.Spec(official_schema(spec.RELATIVE), tmp_path)
     assert document.version == "2026.5.6"
     checks = validate.Checks(document)
     assert checks.body("POST", "/providers/oauth2/", {"name": "p"}, True) == {
@@ -363,6 +363,7 @@ def test_drf_messages_from_the_document(tmp_path):
         "email": ["Enter a valid email address."], "name": ["This field may not be null."]}
     assert checks.body("POST", "/core/groups/", ["x"], True) == {
         "non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}
-    assert list(tmp_path.glob("openapi-*.json")), "the parsed document is cached"
-    assert spec.Spec(spec.find(), cache_dir=tmp_path).operations.keys() == document.operations.keys()
+    assert list(tmp_path.glob("authentik-2026.5.6-openapi-schema-*.json")), "the parsed document is cached"
+    assert spec.Spec(spec.find(), tmp_path).operations.keys() == document.operations.keys()
+    assert spec.cache_dir({"XDG_CACHE_HOME": "/c"}) == Path("/c/turnkey-cluster/lab-schemas")
     assert Path(spec.find()).name == spec.RELATIVE.name

@@ -17,6 +17,8 @@ class AuthentikTwin(TwinComponent):
     port = 9443
     module = "turnkey_lab.twins.authentik"
     api_path = "/api/v3"
+    # The first start parses the 1.7 MB document (cached for later labs) and makes two 4096-bit RSA keys.
+    startup_timeout = 120.0
 
     @property
     def api_url(self) -> str:
@@ -24,7 +26,7 @@ class AuthentikTwin(TwinComponent):
 
     def extra_args(self) -> list[str]:
         document = spec.find()
-        return [f"--spec={document}"] if document else []
+        return [f"--spec={document}", f"--spec-cache={spec.cache_dir()}"] if document else []
 
     def _secrets(self) -> dict | None:
         """What credentials.json gets: the bootstrap token (AUTHENTIK_BOOTSTRAP_TOKEN's) and akadmin's login."""

@@ -1,8 +1,8 @@
 """Authentik's official OpenAPI document (release 2026.5.6): where it is, and its schemas as JSON Schema.
 
 The document is optional (a user's clone has no ../shared folder): without it the twin runs unvalidated.
-It is a 1.7 MB YAML file that takes seconds to parse, so the parsed form is cached as JSON in the twin's
-data dir, keyed by the document's hash.
+It is a 1.7 MB YAML file that takes seconds to parse, so the parsed form is cached as JSON (cache_dir()),
+keyed by the document's hash.
 """
 
 from __future__ import annotations
@@ -34,21 +34,30 @@ def find(environ: dict | None = None) -> Path | None:
     return None
 
 
-def load(path: Path, cache_dir: Path | None = None) -> dict:
-    """The parsed document, from `cache_dir`'s JSON copy when its hash matches."""
+def cache_dir(environ: dict | None = None) -> Path:
+    """Where the parsed document is kept between labs: $XDG_CACHE_HOME/turnkey-cluster/lab-schemas."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "turnkey-cluster" / "lab-schemas"
+
+
+def load(path: Path, cache: Path | None = None) -> dict:
+    """The parsed document, from `cache`'s JSON copy when the document's hash matches (written atomically,
+    so labs starting at once share it; an unwritable cache only costs the parse)."""
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()[:16]
-    cached = cache_dir / f"openapi-{digest}.json" if cache_dir else None
+    cached = cache / f"{path.stem}-{digest}.json" if cache else None
     if cached and cached.is_file():
         return json.loads(cached.read_text())
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     document = yaml.load(raw, Loader=loader)  # noqa: S506 - a safe loader
     if cached:
-        for old in cache_dir.glob("openapi-*.json"):
-            old.unlink()
-        tmp = cached.with_suffix(".tmp")
-        tmp.write_text(json.dumps(document))
-        tmp.replace(cached)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(document))
+            tmp.replace(cached)
+        except OSError:
+            pass
     return document
 
 
@@ -72,9 +81,9 @@ def to_json_schema(schema: object) -> object:
 class Spec:
     """Operations by (METHOD, path template) and the component schemas, converted once."""
 
-    def __init__(self, path: Path, cache_dir: Path | None = None):
+    def __init__(self, path: Path, cache: Path | None = None):
         self.path = path
-        document = load(path, cache_dir)
+        document = load(path, cache)
         self.version = document.get("info", {}).get("version")
         self.components = {"schemas": to_json_schema(document["components"]["schemas"])}
         parameters = document["components"].get("parameters", {})

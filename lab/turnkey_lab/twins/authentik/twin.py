@@ -40,12 +40,13 @@ class AuthentikTwin(Twin):
     prefix = ""
     latency_table = {"request": (0.0, 0.03)}
 
-    def __init__(self, data_dir: Path, profile: str, spec_path: Path | None = None, public_url: str = ""):
+    def __init__(self, data_dir: Path, profile: str, spec_path: Path | None = None, public_url: str = "",
+                 spec_cache: Path | None = None):
         self.public_url = public_url
         self.bootstrap = self._bootstrap(data_dir)
         self.install_id = self.bootstrap["install_id"]
         super().__init__(data_dir, profile)
-        self.spec = Spec(spec_path, cache_dir=data_dir) if spec_path and validate.available() else None
+        self.spec = Spec(spec_path, spec_cache or data_dir) if spec_path and validate.available() else None
         self.checks = validate.Checks(self.spec) if self.spec else None
         self.spec_note = ("" if self.spec else "no OpenAPI document found" if not spec_path
                           else "jsonschema is not installed")
