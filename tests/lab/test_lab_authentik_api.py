@@ -116,6 +116,8 @@ def errors_in_authentiks_shapes(plain: Plain, lab) -> None:
     assert error(plain("GET", "/core/users/", token=None), 403) == {
         "detail": "Authentication credentials were not provided."}
     assert error(plain("GET", "/core/users/", token="wrong"), 403) == {"detail": "Token invalid/expired"}
+    basic = plain.session.get(API + "/core/users/", auth=("akadmin", "x"), timeout=10)
+    assert error(basic, 403) == {"detail": "Unsupported authentication type"}
     assert error(plain("GET", f"/core/groups/{ZERO}/"), 404) == {"detail": "No Group matches the given query."}
     assert error(plain("GET", "/core/applications/nope/"), 404) == {"detail": "No Application matches the given query."}
     assert error(plain("GET", "/core/users/not-a-number/"), 404) == {"detail": "No User matches the given query."}

@@ -130,7 +130,9 @@ class AuthentikTwin(Twin):
         if not header:
             raise errors.not_authenticated()
         scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
+        if scheme.lower() != "bearer":
+            raise errors.detail(403, "Unsupported authentication type")
+        if not key.strip():
             raise errors.detail(403, "Malformed header")
         with self.store.lock:
             for token in self.store.data.get("tokens", {}).values():
