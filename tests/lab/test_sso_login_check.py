@@ -1,0 +1,134 @@
+"""The sso_login_check module through the real ansible-playbook, in real headless Chromium (Debian's chromium and
+the system chromedriver), against the lab's Authentik twin (net 127.113, its own state folder): the objects of
+one SSO app are made with the authentik_* modules, then an admin logs in and passes, a plain user logs in but is
+not an admin, a wrong password and a wrong client secret fail at their named steps, and the screenshot is a PNG.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import pytest
+import yaml
+
+from tests.playbook_runner import run_playbook, task_results
+
+pytestmark = pytest.mark.lab
+
+NET = "127.113"
+BASE = f"https://{NET}.0.20:9443"
+UP = ("up", "--profile", "fast", "--components", "authentik")
+ISSUER = f"{BASE}/application/o/grafana/"
+CALLBACK = "https://grafana.sso-check.example/login/generic_oauth"  # not resolvable: the code is read from the URL
+SECRET = "grafana-client-secret-" + "s" * 40
+ADMIN_PW = "admin-password-not-for-real-use"
+PLAIN_PW = "plain-password-not-for-real-use"
+SCOPES = [f"goauthentik.io/providers/oauth2/scope-{scope}" for scope in ("openid", "email", "profile")]
+
+
+def need_browser():
+    missing = [path for path in ("/usr/bin/chromium", "/usr/bin/chromedriver") if not os.access(path, os.X_OK)]
+    missing += [] if shutil.which("certutil") else ["certutil"]
+    if missing:
+        reason = "missing %s (apt chromium chromium-driver libnss3-tools; make system-packages)" % ", ".join(missing)
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason + "; CI must have them", pytrace=False)
+        pytest.skip(reason)
+
+
+def task(module, **options):
+    return {"name": f"{module} {options.get('slug') or options.get('username') or options.get('name')}",
+            f"turnkey.cluster.authentik_{module}": {"ca_path": "{{ ca }}", **options}}
+
+
+SETUP = [
+    task("group", name="grafana-admins"),
+    task("user", username="ada", name="Ada Admin", email="ada@example.com", groups=["grafana-admins"],
+         password=ADMIN_PW),
+    task("user", username="pat", name="Pat Plain", email="pat@example.com", password=PLAIN_PW),
+    task("scope_mapping", name="Groups Mapping", scope_name="groups", description="Your groups",
+         expression="return {'groups': [group.name for group in request.user.ak_groups.all()]}"),
+    task("oauth2_provider", name="grafana-oauth2", client_id="grafana", client_secret=SECRET,
+         redirect_uris=[{"url": CALLBACK}], authorization_flow="default-provider-authorization-explicit-consent",
+         invalidation_flow="default-provider-invalidation-flow", signing_key="authentik Self-signed Certificate",
+         issuer_mode="per_provider", property_mappings=[*SCOPES, "Groups Mapping"]),
+    task("application", slug="grafana", name="Grafana", provider="grafana-oauth2"),
+]
+
+
+def check(title, shot, **overrides):
+    options = {"issuer": ISSUER, "client_id": "grafana", "client_secret": SECRET, "redirect_uri": CALLBACK,
+               "username": "ada", "password": ADMIN_PW, "admin_group": "grafana-admins", "expect_admin": True,
+               "ca_path": "{{ ca }}", "screenshot": "{{ shots }}/%s.png" % shot, **overrides}
+    return {"name": title, "turnkey.cluster.sso_login_check": options, "ignore_errors": True}
+
+
+CHECKS = [
+    check("admin", "admin"),
+    check("plain user as admin", "plain", username="pat", password=PLAIN_PW),
+    check("plain user not admin", "plain-ok", username="pat", password=PLAIN_PW, expect_admin=False),
+    check("wrong password", "wrong-pw", password="not-the-password"),
+    check("wrong secret", "wrong-secret", client_secret="not-the-secret"),
+]
+
+
+def play(tmp_path, lab, name, tasks, *flags):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+    playbook = tmp_path / f"{name}.yml"
+    playbook.write_text(yaml.safe_dump([{"name": name, "hosts": "localhost", "gather_facts": False, "vars": {
+        "ca": str(lab.root / "pki" / "ca.pem"), "shots": str(tmp_path / "shots")}, "tasks": tasks}], sort_keys=False))
+    token = lab.json("credentials.json")["authentik"]["token"]
+    run = run_playbook("-i", str(inventory), *flags, playbook=str(playbook), json_output=True,
+                       env={"AUTHENTIK_URL": BASE, "AUTHENTIK_TOKEN": token})
+    for secret in (token, SECRET, ADMIN_PW, PLAIN_PW, "not-the-password", "not-the-secret"):
+        assert secret not in run.stdout + run.stderr
+    return {task_name: result for task_name, _host, result in task_results(run.stdout)}, run
+
+
+def is_png(path):
+    data = path.read_bytes()
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_sso_login_check(make_lab, tmp_path):
+    need_browser()
+    lab = make_lab(NET)
+    lab.run(*UP)
+    made, run = play(tmp_path, lab, "setup", SETUP)
+    assert run.returncode == 0 and all(not r.get("failed") for r in made.values()), run.stdout
+
+    results, run = play(tmp_path, lab, "checks", CHECKS)
+    admin = results["admin"]
+    assert not admin.get("failed") and admin["changed"] is False, admin
+    assert admin["claims"]["groups"] == ["grafana-admins"] and admin["claims"]["aud"] == "grafana"
+    assert admin["claims"]["iss"] == ISSUER and admin["claims"]["preferred_username"] == "ada"
+    assert [s["step"] for s in admin["steps"]] == [
+        "discovery", "browser", "login", "consent", "screenshot", "redirect", "token", "id_token", "groups"]
+    assert all(s["ok"] for s in admin["steps"]) and "RS256" in admin["steps"][7]["detail"]
+    assert "NSS db" in admin["steps"][1]["detail"]
+    assert is_png(tmp_path / "shots" / "admin.png") and admin["screenshot"].endswith("admin.png")
+    assert oct((tmp_path / "shots" / "admin.png").stat().st_mode & 0o777) == "0o600"
+
+    plain = results["plain user as admin"]
+    assert plain["failed"] and plain["failed_step"] == "groups", plain
+    assert "pat logged in but is not an admin" in plain["msg"] and "grafana-admins" in plain["msg"]
+    assert [s["step"] for s in plain["steps"]][-3:] == ["token", "id_token", "groups"]  # the login itself worked
+    assert not results["plain user not admin"].get("failed"), results["plain user not admin"]
+    assert results["plain user not admin"]["claims"]["groups"] == []
+
+    wrong_pw = results["wrong password"]
+    assert wrong_pw["failed"] and wrong_pw["failed_step"] == "login", wrong_pw
+    assert "refused ada's credentials" in wrong_pw["msg"] and "Failed to authenticate" in wrong_pw["msg"]
+    assert is_png(tmp_path / "shots" / "wrong-pw.png")  # the page that refused the login
+    wrong_secret = results["wrong secret"]
+    assert wrong_secret["failed"] and wrong_secret["failed_step"] == "token", wrong_secret
+    assert "invalid_client" in wrong_secret["msg"] and "client secret" in wrong_secret["msg"]
+
+    # check mode: the check only reads, so it runs and passes the same
+    results, run = play(tmp_path, lab, "check-mode", CHECKS[:1], "--check")
+    assert run.returncode == 0 and results["admin"]["changed"] is False, run.stdout
+    assert results["admin"]["claims"]["groups"] == ["grafana-admins"]
