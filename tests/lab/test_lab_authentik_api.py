@@ -34,7 +34,12 @@ def authentik_lab(make_lab):
     may run them at once."""
     with open(Path(tempfile.gettempdir()) / f"turnkey-lab-net-{NET}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        yield make_lab(NET)
+        lab = make_lab(NET)
+        try:
+            yield lab
+        finally:  # down before the lock goes (make_lab's own teardown would come after it)
+            lab.run("down", ok=False)
+            lab.kill_everything()
 
 
 class Plain:
