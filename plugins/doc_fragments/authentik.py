@@ -38,6 +38,14 @@ options:
     type: str
     choices: [present, absent]
     default: present
+attributes:
+  check_mode:
+    support: full
+    description: Reads the object and reports what would be created, changed or deleted; writes nothing.
+  diff_mode:
+    support: full
+    description: Shows the managed fields before and after, references by the names the task gave; secrets as
+      C(<hidden>) or C(<hidden, changed>).
 requirements:
   - authentik-client (Python library, on the controller; the version of the Authentik release, 2026.5.6)
 notes:

@@ -349,9 +349,12 @@ class Authentik:
         return self.resolve(SCOPE_MAPPING, value, field, "turnkey.cluster.authentik_scope_mapping")
 
 
-def flow_refs(client, params):
-    """The flows a provider task names by slug, as {field: flow pk}."""
-    return {field: client.resolve(FLOW, params[field]) for field in FLOW_REFS if params.get(field) is not None}
+def provider_refs(client, params):
+    """What a provider task names by slug or name, as primary keys: its flows and scope mappings."""
+    refs = {field: client.resolve(FLOW, params[field]) for field in FLOW_REFS if params.get(field) is not None}
+    if params.get("property_mappings") is not None:
+        refs["property_mappings"] = [client.scope_mapping(value) for value in params["property_mappings"]]
+    return refs
 
 
 PROVIDER_REQUIRED = {"authorization_flow": "authorization_flow", "invalidation_flow": "invalidation_flow"}

@@ -49,13 +49,6 @@ options:
     description: V(any) - one bound policy passing grants access; V(all) - every policy must pass.
     type: str
     choices: [all, any]
-attributes:
-  check_mode:
-    support: full
-    description: Reads the application and reports what would be created, changed or deleted; writes nothing.
-  diff_mode:
-    support: full
-    description: Shows the managed fields before and after, the provider by name.
 """
 
 EXAMPLES = r"""

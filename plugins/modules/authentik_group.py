@@ -36,13 +36,6 @@ options:
       - Attributes to set on the group. The keys given are set; keys not named are kept, so Authentik's own
         keys survive.
     type: dict
-attributes:
-  check_mode:
-    support: full
-    description: Reads the group and reports what would be created, changed or deleted; writes nothing.
-  diff_mode:
-    support: full
-    description: Shows the managed fields before and after, parents by name.
 """
 
 EXAMPLES = r"""

@@ -100,13 +100,6 @@ options:
   refresh_token_validity:
     description: How long a refresh token is valid, for example C(days=30).
     type: str
-attributes:
-  check_mode:
-    support: full
-    description: Reads the provider and reports what would be created, changed or deleted; writes nothing.
-  diff_mode:
-    support: full
-    description: Shows the managed fields before and after, references by name; the client secret is never shown.
 """
 
 EXAMPLES = r"""
@@ -191,11 +184,9 @@ def main():
         wanted = {field: params[field] for field in SCALARS}
         wanted.update(name=params["name"], redirect_uris=params["redirect_uris"])
         if params["state"] == "present":
-            wanted.update(ak.flow_refs(client, params))
+            wanted.update(ak.provider_refs(client, params))
             if params["signing_key"] is not None:
                 wanted["signing_key"] = client.resolve(ak.KEYPAIR, params["signing_key"])
-            if params["property_mappings"] is not None:
-                wanted["property_mappings"] = [client.scope_mapping(value) for value in params["property_mappings"]]
         result, _current = ak.ensure(client, ak.OAUTH2_PROVIDER, params["name"], wanted, params["state"], module._diff,
                                      required=dict(ak.PROVIDER_REQUIRED, redirect_uris="redirect_uris"))
         return result

@@ -37,13 +37,6 @@ options:
       - Settings of the outpost (for example C(authentik_host)). The keys given are set; keys not named are
         kept. An outpost created by the task starts from Authentik's default settings.
     type: dict
-attributes:
-  check_mode:
-    support: full
-    description: Reads the outpost and reports what would be created, changed or deleted; writes nothing.
-  diff_mode:
-    support: full
-    description: Shows the managed fields before and after, providers by name.
 """
 
 EXAMPLES = r"""

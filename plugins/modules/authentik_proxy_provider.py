@@ -59,13 +59,6 @@ options:
     description: The scope mappings of the provider, exactly (compared as a set), each by name or by managed id.
     type: list
     elements: str
-attributes:
-  check_mode:
-    support: full
-    description: Reads the provider and reports what would be created, changed or deleted; writes nothing.
-  diff_mode:
-    support: full
-    description: Shows the managed fields before and after, flows and mappings by name.
 """
 
 EXAMPLES = r"""
@@ -123,9 +116,7 @@ def main():
     def work(client):
         wanted = {field: params[field] for field in FIELDS}
         if params["state"] == "present":
-            wanted.update(ak.flow_refs(client, params))
-            if params["property_mappings"] is not None:
-                wanted["property_mappings"] = [client.scope_mapping(value) for value in params["property_mappings"]]
+            wanted.update(ak.provider_refs(client, params))
         result, _current = ak.ensure(client, ak.PROXY_PROVIDER, params["name"], wanted, params["state"], module._diff,
                                      required=dict(ak.PROVIDER_REQUIRED, external_host="external_host"))
         return result

@@ -33,13 +33,6 @@ options:
   description:
     description: Shown to the user on the consent screen; empty means the user is not told.
     type: str
-attributes:
-  check_mode:
-    support: full
-    description: Reads the mapping and reports what would be created, changed or deleted; writes nothing.
-  diff_mode:
-    support: full
-    description: Shows the managed fields before and after.
 """
 
 EXAMPLES = r"""
