@@ -136,8 +136,9 @@ class AuthentikTwin(Twin):
             raise errors.detail(403, "Malformed header")
         with self.store.lock:
             for token in self.store.data.get("tokens", {}).values():
-                if token.get("intent") == "api" and secrets.compare_digest(token["_key"], key.strip()):
-                    return self.store.data["users"][str(token["user"])]
+                user = self.store.data.get("users", {}).get(str(token["user"]))
+                if token.get("intent") == "api" and secrets.compare_digest(token["_key"], key.strip()) and user:
+                    return user
         raise errors.bad_token()
 
     def _body(self, request: Request) -> tuple[object, bool]:
