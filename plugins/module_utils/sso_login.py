@@ -138,10 +138,10 @@ class Login:
 
     def token(self, meta, code):
         basic = base64.b64encode(("%s:%s" % (self.p["client_id"], self.p["client_secret"])).encode()).decode()
-        status, answer = self.http("token", meta["token_endpoint"], data=urlencode({
-            "grant_type": "authorization_code", "code": code, "redirect_uri": self.p["redirect_uri"],
-            "code_verifier": self.verifier}), headers={"Authorization": "Basic " + basic,
-                                                      "Content-Type": "application/x-www-form-urlencoded"})
+        form = urlencode({"grant_type": "authorization_code", "code": code, "redirect_uri": self.p["redirect_uri"],
+                          "code_verifier": self.verifier})
+        headers = {"Authorization": "Basic " + basic, "Content-Type": "application/x-www-form-urlencoded"}
+        status, answer = self.http("token", meta["token_endpoint"], data=form, headers=headers)
         if status != 200 or not isinstance(answer, dict) or not answer.get("id_token"):
             error = answer.get("error") if isinstance(answer, dict) else None
             hint = " (the client secret or client id is wrong)" if error == "invalid_client" else ""
