@@ -168,6 +168,8 @@ def grafana_login_with_pkce(made: dict) -> dict:
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
     url, state = client.create_authorization_url(meta["authorization_endpoint"], code_verifier=verifier, nonce=nonce)
     second = code_of(browser.get(url), GRAFANA_CB, state)  # logged in: no form, implicit consent
+    asked, _state = client.create_authorization_url(meta["authorization_endpoint"], prompt="consent")
+    assert 'id="consent-accept"' in browser.get(asked).text  # the client asked for a consent page
     code = parse_qs(urlsplit(second).query)["code"][0]
     bad_pkce = requests.post(meta["token_endpoint"], timeout=10, auth=("grafana", provider["client_secret"]), data={
         "grant_type": "authorization_code", "code": code, "redirect_uri": GRAFANA_CB, "code_verifier": "x" * 48})

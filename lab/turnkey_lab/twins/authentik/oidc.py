@@ -169,7 +169,8 @@ class Oidc:
                 "provider": provider["pk"], "redirect_uri": redirect_uri, "state": state,
                 "scopes": claims.granted(self.call(request, data), provider, query.get("scope", "").split()),
                 "nonce": query.get("nonce"), "code_challenge": query.get("code_challenge"),
-                "code_challenge_method": method, "created": time.time()}
+                "code_challenge_method": method, "created": time.time(),
+                "prompt_consent": "consent" in query.get("prompt", "").split()}
             self._expire(data)
             sid, user = self.session_user(request, data)
             if user is None or query.get("prompt") == "login":
@@ -203,6 +204,7 @@ class Oidc:
                     return pages.login(form["pending"], self._flow_slug(data, provider, "authentication_flow"))
                 if form.get("consent") == "yes":
                     data.setdefault("consents", []).append([user["pk"], provider["pk"]])
+                    pending["prompt_consent"] = False
             return self.proceed(request, data, form["pending"], sid, user, headers)
 
     @staticmethod
@@ -224,7 +226,8 @@ class Oidc:
         pending = data["pending"][pending_id]
         provider = data["providers"][pending["provider"]]
         flow = data.get("flows", {}).get(provider.get("authorization_flow") or "")
-        if flows.explicit_consent(flow) and [user["pk"], provider["pk"]] not in data.get("consents", []):
+        remembered = [user["pk"], provider["pk"]] in data.get("consents", []) and not pending.get("prompt_consent")
+        if (flows.explicit_consent(flow) or pending.get("prompt_consent")) and not remembered:
             _provider, app = self.by_client_id(data, provider["client_id"])
             descriptions = [m["description"] or m["name"] for m in claims.mappings(self.call(request, data), provider)
                             if m["scope_name"] in pending["scopes"] and m["description"]]
