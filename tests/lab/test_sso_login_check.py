@@ -23,6 +23,8 @@ UP = ("up", "--profile", "fast", "--components", "authentik")
 ISSUER = f"{BASE}/application/o/grafana/"
 CALLBACK = "https://grafana.sso-check.example/login/generic_oauth"  # not resolvable: the code is read from the URL
 SECRET = "grafana-client-secret-" + "s" * 40
+WIKI_SECRET = "wiki-client-secret-" + "w" * 40
+WIKI_CB = "https://wiki.sso-check.example/auth/callback"
 ADMIN_PW = "admin-password-not-for-real-use"
 PLAIN_PW = "plain-password-not-for-real-use"
 SCOPES = [f"goauthentik.io/providers/oauth2/scope-{scope}" for scope in ("openid", "email", "profile")]
@@ -55,6 +57,12 @@ SETUP = [
          invalidation_flow="default-provider-invalidation-flow", signing_key="authentik Self-signed Certificate",
          issuer_mode="per_provider", property_mappings=[*SCOPES, "Groups Mapping"]),
     task("application", slug="grafana", name="Grafana", provider="grafana-oauth2"),
+    # no signing key: Authentik signs with the client secret (HS256); implicit consent: no consent page
+    task("oauth2_provider", name="wiki-oauth2", client_id="wiki", client_secret=WIKI_SECRET,
+         redirect_uris=[{"url": WIKI_CB}], authorization_flow="default-provider-authorization-implicit-consent",
+         invalidation_flow="default-provider-invalidation-flow", issuer_mode="per_provider",
+         property_mappings=SCOPES),
+    task("application", slug="wiki", name="Wiki", provider="wiki-oauth2"),
 ]
 
 
@@ -71,6 +79,9 @@ CHECKS = [
     check("plain user not admin", "plain-ok", username="pat", password=PLAIN_PW, expect_admin=False),
     check("wrong password", "wrong-pw", password="not-the-password"),
     check("wrong secret", "wrong-secret", client_secret="not-the-secret"),
+    check("unregistered redirect URI", "evil", redirect_uri=CALLBACK + "/evil"),
+    check("wiki HS256", "wiki", issuer=f"{BASE}/application/o/wiki/", client_id="wiki", client_secret=WIKI_SECRET,
+          redirect_uri=WIKI_CB, admin_group=None, scopes=["openid", "email", "profile"]),
 ]
 
 
@@ -84,7 +95,7 @@ def play(tmp_path, lab, name, tasks, *flags):
     token = lab.json("credentials.json")["authentik"]["token"]
     run = run_playbook("-i", str(inventory), *flags, playbook=str(playbook), json_output=True,
                        env={"AUTHENTIK_URL": BASE, "AUTHENTIK_TOKEN": token})
-    for secret in (token, SECRET, ADMIN_PW, PLAIN_PW, "not-the-password", "not-the-secret"):
+    for secret in (token, SECRET, WIKI_SECRET, ADMIN_PW, PLAIN_PW, "not-the-password", "not-the-secret"):
         assert secret not in run.stdout + run.stderr
     return {task_name: result for task_name, _host, result in task_results(run.stdout)}, run
 
@@ -127,6 +138,13 @@ def test_sso_login_check(make_lab, tmp_path):
     wrong_secret = results["wrong secret"]
     assert wrong_secret["failed"] and wrong_secret["failed_step"] == "token", wrong_secret
     assert "invalid_client" in wrong_secret["msg"] and "client secret" in wrong_secret["msg"]
+
+    evil = results["unregistered redirect URI"]  # strict matching: the IdP refuses before any login
+    assert evil["failed"] and evil["failed_step"] == "login" and "Redirect URI Error" in evil["msg"], evil
+    wiki = results["wiki HS256"]
+    assert not wiki.get("failed") and wiki["claims"]["aud"] == "wiki", wiki
+    steps = {s["step"]: s["detail"] for s in wiki["steps"]}
+    assert "HS256 with the client secret" in steps["id_token"] and "consent" not in steps and "groups" not in steps
 
     # check mode: the check only reads, so it runs and passes the same
     results, run = play(tmp_path, lab, "check-mode", CHECKS[:1], "--check")
