@@ -25,7 +25,7 @@ import time
 import traceback
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.six.moves.urllib.parse import parse_qs, urlencode, urlsplit
+from ansible.module_utils.six.moves.urllib.parse import parse_qs, quote, urlencode, urlsplit
 from ansible.module_utils.urls import open_url
 
 CHROMIUM = "/usr/bin/chromium"
@@ -137,7 +137,9 @@ class Login:
         return query["code"][0]
 
     def token(self, meta, code):
-        basic = base64.b64encode(("%s:%s" % (self.p["client_id"], self.p["client_secret"])).encode()).decode()
+        # RFC 6749 2.3.1: id and secret are form-urlencoded before the Basic encoding
+        pair = "%s:%s" % (quote(self.p["client_id"], safe=""), quote(self.p["client_secret"], safe=""))
+        basic = base64.b64encode(pair.encode()).decode()
         form = urlencode({"grant_type": "authorization_code", "code": code, "redirect_uri": self.p["redirect_uri"],
                           "code_verifier": self.verifier})
         headers = {"Authorization": "Basic " + basic, "Content-Type": "application/x-www-form-urlencoded"}
