@@ -121,6 +121,7 @@ def create_everything(lab: Lab):
     assert operator["email"] == "operator@example.com" and operator["name"] == "Cluster operator"
     user_result = results[2][1]
     assert user_result["password_set"] is True and "password" not in user_result["object"]
+    assert operator["password_change_date"] != operator["date_joined"]  # set_password came after the creation
     groups = lab.one("/propertymappings/provider/scope/", name="Groups Mapping")
     grafana = lab.one("/providers/oauth2/", name="grafana-oauth2")
     assert grafana["client_id"] == "grafana" and grafana["client_secret"] == SECRET
@@ -240,10 +241,12 @@ def wrong_token_and_unreachable_are_named(lab: Lab):
 
 
 def update_password_always_and_absent(lab: Lab):
+    changed_at = lab.one("/core/users/", username="operator")["password_change_date"]
     always = task("user", username="operator", password=PASSWORD, update_password="always")
     code, results, out = lab.play([always], diff=True)
     assert code == 0 and results[0][1]["changed"] and results[0][1]["password_set"], out
     assert results[0][1]["diff"]["after"]["password"] == "<hidden, changed>"
+    assert lab.one("/core/users/", username="operator")["password_change_date"] != changed_at
     gone = [task("application", slug="gitea", state="absent"),
             task("oauth2_provider", name="gitea-oauth2", state="absent")]
     for expected in (True, False):
