@@ -135,15 +135,14 @@ def errors_in_authentiks_shapes(plain: Plain, lab) -> None:
     assert error(plain("POST", "/core/users/", {"username": "u", "name": "U", "type": "robot"}), 400) == {
         "type": ['"robot" is not a valid choice.']}
     assert error(plain("POST", "/core/applications/", {"name": "A", "slug": "no spaces"}), 400) == {
-        "slug": ["Enter a valid “slug” consisting of letters, numbers, underscores or hyphens."]}
+        "slug": ["Enter a valid \u201cslug\u201d consisting of letters, numbers, underscores or hyphens."]}
     assert error(plain("GET", "/core/groups/", is_superuser="maybe"), 400) == {
         "is_superuser": ["Select a valid choice."]}
     assert error(plain("POST", "/core/groups/", {"name": "g", "parents": [ZERO]}), 400) == {
         "parents": [f'Invalid pk "{ZERO}" - object does not exist.']}
     rejects = session.get(BASE + "/_lab/rejects", timeout=10).json()
-    assert [r["path"] for r in rejects] == ["/api/v3/core/groups/"] * 2 + ["/api/v3/core/users/",
-                                                                          "/api/v3/core/applications/",
-                                                                          "/api/v3/core/groups/"]
+    assert [r["path"] for r in rejects] == ["/api/v3/core/groups/"] * 2 + [
+        "/api/v3/core/users/", "/api/v3/core/applications/", "/api/v3/core/groups/"]
     assert error(plain("GET", "/core/groups/", page=9), 404) == {"detail": "Invalid page."}
     assert error(plain("DELETE", "/flows/instances/default-authentication-flow/"), 405) == {
         "detail": 'Method "DELETE" not allowed.'}

@@ -74,8 +74,9 @@ def set_up_sso(admin: Admin) -> dict:
         "name": "wiki", "authorization_flow": flow["default-provider-authorization-explicit-consent"],
         "invalidation_flow": flow["default-provider-invalidation-flow"], "sub_mode": "user_username",
         "property_mappings": [*scopes, groups_scope["pk"]],
-        "redirect_uris": [{"matching_mode": "regex", "url": r"https://wiki\.example/auth/.*"},
-                          {"matching_mode": "strict", "url": WIKI_LOGOUT, "redirect_uri_type": "logout"}]},
+        "redirect_uris": [
+            {"matching_mode": "regex", "url": r"https://wiki\.example/auth/.*"},
+            {"matching_mode": "strict", "url": WIKI_LOGOUT, "redirect_uri_type": "logout"}]},
         status=201)
     admin("POST", "/core/applications/", {"name": "Wiki", "slug": "wiki", "provider": wiki["pk"]}, status=201)
     return {"grafana": grafana, "wiki": wiki, "alice": alice, "bob": bob}
@@ -247,7 +248,10 @@ def test_scope_mapping_expressions_run_like_authentiks():
     groups = [{"name": "admins", "attributes": {"role": "admin"}}, {"name": "ops", "attributes": {}}]
     user = expressions.User({"username": "alice", "name": "Alice", "email": "a@example.com", "pk": 7,
                              "is_superuser": False, "attributes": {"upn": "alice@corp"}}, groups, groups)
-    run = lambda text: expressions.evaluate(text, user, None, ["openid"])  # noqa: E731
+
+    def run(text):
+        return expressions.evaluate(text, user, None, ["openid"])
+
     assert run('return {"groups": [group.name for group in request.user.ak_groups.all()]}') == {
         "groups": ["admins", "ops"]}
     assert run('return {"g": [g.name for g in user.groups.filter(name="ops")], "n": request.user.groups.count()}') == {
