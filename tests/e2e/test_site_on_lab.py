@@ -86,6 +86,17 @@ def changed_hosts(stdout, task):
     return hosts
 
 
+def changed_tasks(stdout):
+    """The tasks that reported a change, with their hosts: what a failed "changed=0" assertion shows."""
+    found, task = [], None
+    for line in stdout.splitlines():
+        if line.startswith("TASK ["):
+            task = line
+        elif line.startswith("changed: ["):
+            found.append("%s %s" % (task, line))
+    return found
+
+
 def digests(folder):
     return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.glob("*.vault.yml"))}
 
@@ -172,8 +183,8 @@ class TestSiteOnTheLab:
         assert digests(site.inventory / "secrets") == site.stored
 
         check = site.run("--check", "--diff")
-        assert check.returncode == 0
-        assert all(counts["changed"] == 0 for counts in recap(check.stdout).values())
+        assert check.returncode == 0, check.stdout[-4000:]
+        assert all(counts["changed"] == 0 for counts in recap(check.stdout).values()), changed_tasks(check.stdout)
         assert digests(site.inventory / "secrets") == site.stored
 
         report = json.loads((site.state / "runs" / "last.json").read_text())
@@ -258,47 +269,50 @@ class TestSiteOnTheLab:
         assert found.returncode == 0, found.stderr
         assert base64.b64decode(json.loads(found.stdout)["data"]["password"]).decode() == "sealed-offline"
 
-    def test_a_pool_change_shows_in_check_mode_and_lands_through_git(self, site):
-        cluster = site.inventory / "group_vars" / "all" / "cluster.yml"
-        spec = yaml.safe_load(cluster.read_text())
-        pools = spec["cluster_network"]["lb_pools"]
-        services = next(pool for pool in pools if pool["name"] == "services")
-        services["addresses"] = "127.2.3.4-127.2.3.30"
-        cluster.write_text(yaml.safe_dump(spec, sort_keys=False))
-        before = site.pushed()
-        check = site.run("--check", "--diff")
-        assert check.returncode == 0, check.stdout[-4000:]
-        assert "127.2.3.30" in check.stdout
-        assert site.pushed() == before  # check mode pushed nothing
-        landed = site.run()
-        assert landed.returncode == 0, landed.stdout[-4000:]
-        after = site.pushed()
-        assert after != before and site.git_log()[1].split(" ", 1)[0] == before
-        platform_is_ready_at(site, after)
-        pool = kubectl_json(site.state / "kubeconfig", "get", "ciliumloadbalancerippools", "services")
-        assert "127.2.3.30" in json.dumps(pool["spec"])
-
-    def test_a_controller_killed_mid_run_is_restarted_and_the_run_converges(self, site):
-        # The next spec change is pushed; while the play waits for Flux, kustomize-controller dies. The lab's
-        # supervisor starts it again (as a Deployment's pod would be), and the run still ends on the new commit.
+    def test_a_spec_change_shows_in_check_mode_and_lands_through_git_while_a_controller_dies(self, site):
+        # One change of the spec (an LB pool) and one node's patch: check mode shows both, the tree's through Git
+        # and Flux's own diff against the cluster, and changes nothing; the next run lands them, the pool through
+        # a new commit on top of the last, the patch on that node only, while kustomize-controller is killed as
+        # the play waits for Flux (the lab's supervisor starts it again, as a Deployment's pod would be).
         cluster = site.inventory / "group_vars" / "all" / "cluster.yml"
         spec = yaml.safe_load(cluster.read_text())
         services = next(pool for pool in spec["cluster_network"]["lb_pools"] if pool["name"] == "services")
-        services["addresses"] = "127.2.3.4-127.2.3.25"
+        services["addresses"] = "127.2.3.4-127.2.3.30"
         cluster.write_text(yaml.safe_dump(spec, sort_keys=False))
-        before, status = site.pushed(), site.lab / "run" / "status.json"
+        host_vars = site.inventory / "host_vars"
+        host_vars.mkdir(exist_ok=True)
+        (host_vars / "worker2.yml").write_text(yaml.safe_dump(
+            {"talos_config_node_patches": [{"machine": {"nodeLabels": {"turnkey.test/patched": "yes"}}}]}))
+        before = site.pushed()
+
+        check = site.run("--check", "--diff")
+        assert check.returncode == 0, check.stdout[-4000:]
+        assert "127.2.3.30" in check.stdout and "turnkey.test/patched" in check.stdout
+        # what the cluster would get: Flux's own diff of the tree against the API server's dry run
+        assert changed_hosts(check.stdout, "Ask Flux what the tree would change") == {"localhost"}
+        assert "CiliumLoadBalancerIPPool/services drifted" in check.stdout
+        assert {host for host, counts in recap(check.stdout).items() if counts["changed"]} == {"localhost", "worker2"}
+        assert site.pushed() == before  # check mode pushed nothing
+
+        status = site.lab / "run" / "status.json"
         restarts = json.loads(status.read_text())["components"]["kustomize-controller"]["restarts"]
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             running = pool.submit(site.run)
             while site.pushed() == before and not running.done():
                 time.sleep(0.5)
             os.kill(int((site.lab / "run" / "kustomize-controller.pid").read_text().split()[0]), signal.SIGKILL)
-            result = running.result()
-        assert result.returncode == 0, result.stdout[-4000:]
+            landed = running.result()
+        assert landed.returncode == 0, landed.stdout[-4000:]
         assert json.loads(status.read_text())["components"]["kustomize-controller"]["restarts"] > restarts
-        platform_is_ready_at(site, site.pushed())
+        after = site.pushed()
+        assert after != before and site.git_log()[1].split(" ", 1)[0] == before
+        platform_is_ready_at(site, after)
         pool = kubectl_json(site.state / "kubeconfig", "get", "ciliumloadbalancerippools", "services")
-        assert "127.2.3.25" in json.dumps(pool["spec"])
+        assert "127.2.3.30" in json.dumps(pool["spec"])
+        assert changed_hosts(landed.stdout, "Apply the machine config, dry run first") == {"worker2"}
+        assert {host for host, counts in recap(landed.stdout).items() if counts["changed"]} == {"localhost", "worker2"}
+        labels = kubectl_json(site.state / "kubeconfig", "get", "node", "worker2")["metadata"]["labels"]
+        assert labels.get("turnkey.test/patched") == "yes"
 
     def test_a_workload_missing_its_secret_fails_the_wait_naming_the_cause(self, site, tmp_path):
         # A commit outside the tree (the rest of the repository is the operator's) with a Deployment whose pod needs
@@ -354,22 +368,6 @@ class TestSiteOnTheLab:
         finally:
             subprocess.run([kubectl, "--kubeconfig", kubeconfig, "delete", "-f", "-", "--wait=false"], input=manifest,
                            text=True, check=False, capture_output=True)
-
-    def test_one_node_patch_is_shown_and_applied_to_that_node_only(self, site):
-        host_vars = site.inventory / "host_vars"
-        host_vars.mkdir(exist_ok=True)
-        (host_vars / "worker2.yml").write_text(yaml.safe_dump(
-            {"talos_config_node_patches": [{"machine": {"nodeLabels": {"turnkey.test/patched": "yes"}}}]}))
-        check = site.run("--check", "--diff")
-        assert check.returncode == 0, check.stdout[-4000:]
-        assert {host for host, counts in recap(check.stdout).items() if counts["changed"]} == {"worker2"}
-        assert "turnkey.test/patched" in check.stdout
-        patched = site.run()
-        assert patched.returncode == 0, patched.stdout[-4000:]
-        assert changed_hosts(patched.stdout, "Apply the machine config, dry run first") == {"worker2"}
-        assert {host for host, counts in recap(patched.stdout).items() if counts["changed"]} == {"worker2"}
-        labels = kubectl_json(site.state / "kubeconfig", "get", "node", "worker2")["metadata"]["labels"]
-        assert labels.get("turnkey.test/patched") == "yes"
 
     def test_teardown_then_site_rebuilds_the_same_cluster(self, site):
         # New machines in maintenance mode become the same cluster (same secrets, so the kept talosconfig
