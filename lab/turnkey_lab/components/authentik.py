@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from ..state import credentials, save_credentials
 from ..twins.authentik import BOOTSTRAP_FILE, spec
@@ -57,7 +56,4 @@ class AuthentikTwin(TwinComponent):
 
     def shell_env(self) -> dict[str, str]:
         # What authentik-client users and Terraform's provider read; the token is read from the 0600 file.
-        read = "import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]])"
-        argv = (sys.executable, "-c", read, self.lab.credentials, self.name, "token")
-        return {"AUTHENTIK_URL": self.quote(self.url),
-                "AUTHENTIK_TOKEN": f'"$({" ".join(self.quote(a) for a in argv)})"'}
+        return {"AUTHENTIK_URL": self.quote(self.url), "AUTHENTIK_TOKEN": self.credential_in_shell("token")}

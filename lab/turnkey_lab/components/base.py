@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -121,3 +122,10 @@ class Component:
     @staticmethod
     def quote(value: object) -> str:
         return shlex.quote(str(value))
+
+    def credential_in_shell(self, field: str) -> str:
+        """A shell word that reads this component's `field` from the 0600 credentials file when the shell
+        evaluates it (`lab env` exports it), so the secret itself is never printed."""
+        read = "import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]])"
+        argv = (sys.executable, "-c", read, self.lab.credentials, self.name, field)
+        return '"$(' + " ".join(self.quote(a) for a in argv) + ')"'

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 from ..state import credentials, save_credentials
 from ..twins.component import TwinComponent
@@ -60,7 +59,4 @@ class HetznerTwin(TwinComponent):
 
     def shell_env(self) -> dict[str, str]:
         # What the hcloud CLI and library read; the token is read from the 0600 file when evaluated.
-        read = "import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]])"
-        argv = (sys.executable, "-c", read, self.lab.credentials, self.name, "token")
-        return {"HCLOUD_ENDPOINT": self.quote(self.api_url),
-                "HCLOUD_TOKEN": f'"$({" ".join(self.quote(a) for a in argv)})"'}
+        return {"HCLOUD_ENDPOINT": self.quote(self.api_url), "HCLOUD_TOKEN": self.credential_in_shell("token")}

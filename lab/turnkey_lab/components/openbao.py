@@ -129,10 +129,7 @@ class OpenBao(Component):
 
     def shell_env(self) -> dict[str, str]:
         # The token is read from the 0600 file when the shell evaluates the line; it is never printed.
-        read = "import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]])"
-        argv = (sys.executable, "-c", read, self.lab.credentials, self.name, "root_token")
-        command = " ".join(self.quote(a) for a in argv)
-        token = f'"$({command})"'
+        token = self.credential_in_shell("root_token")
         exports = {}
         for prefix in ("BAO", "VAULT"):
             exports[f"{prefix}_ADDR"] = self.quote(self.url)

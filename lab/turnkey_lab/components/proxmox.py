@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -124,7 +123,5 @@ class Proxmox(TwinComponent):
 
     def shell_env(self) -> dict[str, str]:
         # Secrets are read from the 0600 credentials file when the shell evaluates the line; never printed.
-        read = "import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]])"
-        argv = (sys.executable, "-c", read, self.lab.credentials, self.name, "api_token")
         return {"PROXMOX_URL": self.quote(f"{self.url}/api2/json"), "PROXMOX_CACERT": self.quote(self.lab.ca_cert),
-                "PROXMOX_API_TOKEN": '"$(' + " ".join(self.quote(a) for a in argv) + ')"'}
+                "PROXMOX_API_TOKEN": self.credential_in_shell("api_token")}

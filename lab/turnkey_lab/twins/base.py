@@ -246,7 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(response.body)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's signature
         pass  # the twin keeps its own request log (no bodies, no headers: they may hold secrets)

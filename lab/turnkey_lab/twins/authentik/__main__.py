@@ -14,8 +14,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, default=None, help="the OpenAPI document (absent: no validation)")
     parser.add_argument("--spec-cache", type=Path, default=None, help="where its parsed form is kept")
     args = parser.parse_args(argv)
-    # Authentik's API updates with PATCH, which the shared server's handler does not route: add it here.
-    base._Handler.do_PATCH = base._Handler._serve  # noqa: SLF001
     twin = AuthentikTwin(args.data, args.profile, spec_path=args.spec, public_url=f"https://{args.host}:{args.port}",
                          spec_cache=args.spec_cache)
     return base.serve(twin, args.host, args.port, args.cert, args.key)
