@@ -115,15 +115,19 @@ class Tree:
 
 # The renders every tree test looks at: the lab (external Vault, the lab's chart mirror with its CA, Hetzner
 # and Proxmox nodes) and the example homelab (Vault in the cluster, a public domain: ACME on, upstream charts).
+# Both inventories name two SSO apps (grafana, vault).
 RENDERS = {
     "lab": ("lab", {"set": {
         "vault": {"deploy": "external", "address": "https://127.10.0.2:8200", "ca_path": "@CA@"},
         "charts": {"repository_url": "https://127.10.0.13:8443", "ca_path": "@CA@"},
+        # The lab reaches its Authentik twin by address: the Ingress host falls back to auth.<cluster_domain>.
+        "authentik": {"url": "https://127.10.0.20:9443"},
         "hetzner": {"token": HCLOUD_TOKEN}}}),
     "example": ("example", {"set": {
         "cluster_domain": "homelab.turnkey.dev",
         "gitops": {"path": "clusters/homelab"},
         "vault": {"deploy": "in_cluster"},
+        "authentik": {"url": "https://sso.homelab.turnkey.dev"},
         "hetzner": {"token": HCLOUD_TOKEN}}}),
 }
 

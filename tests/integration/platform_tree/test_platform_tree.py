@@ -245,6 +245,133 @@ def test_each_store_secret_for_vault_is_synced_into_its_apps_namespace(tree):
     assert "app-secrets" in {d["name"] for d in found["authentik"]["spec"]["dependsOn"]}
 
 
+# Authentik's secrets (layer 03 contract): the env the chart's server and worker read -> the Secret External Secrets
+# syncs into namespace authentik (Kustomization app-secrets) and its key.
+AUTHENTIK_SECRETS = {
+    "AUTHENTIK_BOOTSTRAP_TOKEN": ("authentik-bootstrap-token", "token"),
+    "AUTHENTIK_BOOTSTRAP_PASSWORD": ("authentik-bootstrap-password", "password"),
+    "AUTHENTIK_SECRET_KEY": ("authentik-secret-key", "secret_key"),
+    "AUTHENTIK_POSTGRESQL__PASSWORD": ("authentik-postgres-password", "password"),
+}
+
+
+def test_the_authentik_slot_releases_authentik_with_its_secrets_by_reference_only(tree):
+    """apps/authentik: the goauthentik chart at the spec's pin from the charts source, every secret a secretKeyRef to
+    a Secret app-secrets syncs (none in the values), the Ingress on authentik.url's host from the internal CA; the
+    release waits for its Deployments and the Kustomization waits for the release, so sso-apps waits for both."""
+    built = documents(tree.substituted(kubectl_kustomize(tree.dest / "apps" / "authentik")))
+    assert sorted(doc["kind"] for doc in built) == ["HelmRelease", "HelmRepository"]
+    release = next(doc for doc in built if doc["kind"] == "HelmRelease")
+    repository = next(doc for doc in built if doc["kind"] == "HelmRepository")
+    assert (release["metadata"]["namespace"], release["metadata"]["name"]) == ("authentik", "authentik")
+    chart = release["spec"]["chart"]["spec"]
+    assert chart["chart"] == "authentik" and chart["version"] == tree.spec()["cluster_versions"]["charts"]["authentik"]
+    assert chart["sourceRef"] == {"kind": "HelmRepository", "name": repository["metadata"]["name"],
+                                  "namespace": "flux-system"}
+    mirror = tree.spec().get("charts", {}).get("repository_url")
+    assert repository["spec"]["url"] == (mirror or "https://charts.goauthentik.io")
+
+    values = release["spec"]["values"]
+    env = values["global"]["env"]
+    assert {entry["name"]: (entry["valueFrom"]["secretKeyRef"]["name"], entry["valueFrom"]["secretKeyRef"]["key"])
+            for entry in env} == AUTHENTIK_SECRETS
+    assert all(set(entry) == {"name", "valueFrom"} for entry in env), "a secret given by value: %s" % env
+    assert not values["authentik"].get("secret_key") and not values["authentik"]["postgresql"].get("password")
+    assert values["postgresql"]["auth"]["existingSecret"] == "authentik-postgres-password"
+    assert "password" not in values["postgresql"]["auth"]
+
+    host = {"lab": "auth.lab.turnkey.test", "example": "sso.homelab.turnkey.dev"}[tree.name]
+    ingress = values["server"]["ingress"]
+    assert ingress["enabled"] is True and ingress["hosts"] == [host]
+    assert ingress["tls"] == [{"secretName": "authentik-tls", "hosts": [host]}]
+    assert ingress["annotations"] == {"cert-manager.io/cluster-issuer": "cluster-ca"}
+
+    # Readiness gates: Helm waits for the Deployments (never switched off), Flux waits for the release.
+    for phase in ("install", "upgrade"):
+        assert not release["spec"].get(phase, {}).get("disableWait"), phase
+    kustomization = kustomizations(tree)["authentik"]["spec"]
+    assert kustomization["wait"] is True and "healthChecks" not in kustomization
+    assert {"app-secrets", "external-secrets-store", "cert-manager-issuers", "ingress"} <= {
+        dependency["name"] for dependency in kustomization["dependsOn"]}
+    assert "authentik" in {dependency["name"] for dependency in kustomizations(tree)["sso-apps"]["spec"]["dependsOn"]}
+
+
+def sso_slot(tree):
+    """What apps/sso-apps applies: {(kind, namespace, name): object}."""
+    return {(doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"]): doc
+            for doc in documents(kubectl_kustomize(tree.dest / "apps" / "sso-apps"))}
+
+
+def test_the_sso_apps_slot_holds_each_apps_namespace_and_client_secret(tree):
+    """apps/sso-apps: per enabled app its Namespace (Pod Security labels, unless the platform makes it: the example's
+    Vault runs in namespace vault) and the ExternalSecret <app>-oidc of kv/sso/<app> key client_secret; none of the
+    sso/ entries lands in platform/app-secrets."""
+    apps = tree.spec()["sso_apps"]
+    assert sorted(app["name"] for app in apps) == ["grafana", "vault"]
+    platform = {doc["metadata"]["name"] for doc in documents(kubectl_kustomize(tree.dest / "platform" / "namespaces"))}
+    slot = sso_slot(tree)
+    expected_namespaces = {"lab": {"grafana", "vault"}, "example": {"grafana"}}[tree.name]
+    assert {name for kind, _ns, name in slot if kind == "Namespace"} == expected_namespaces
+    assert not expected_namespaces & platform
+    for (kind, _ns, name), doc in slot.items():
+        if kind == "Namespace":
+            labels = {"enforce": "baseline", "enforce-version": "latest", "audit": "restricted", "warn": "restricted"}
+            assert doc["metadata"]["labels"] == {"pod-security.kubernetes.io/" + key: value
+                                                 for key, value in labels.items()}, name
+    secrets = {(ns, name): doc for (kind, ns, name), doc in slot.items() if kind == "ExternalSecret"}
+    assert set(secrets) == {(app.get("namespace", app["name"]), app["name"] + "-oidc") for app in apps}
+    for (_ns, name), doc in secrets.items():
+        app = name[:-len("-oidc")]
+        assert doc["spec"]["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "vault"}
+        assert doc["spec"]["target"] == {"name": name, "creationPolicy": "Owner", "deletionPolicy": "Retain"}
+        assert doc["spec"]["data"] == [{"secretKey": "client_secret",
+                                        "remoteRef": {"key": "sso/" + app, "property": "client_secret"}}]
+    assert set(slot) == {key for key in slot if key[0] in ("Namespace", "ExternalSecret")}
+    app_secrets = documents(kubectl_kustomize(tree.dest / "platform" / "app-secrets"))
+    assert not [doc for doc in app_secrets if doc["spec"]["data"][0]["remoteRef"]["key"].startswith("sso/")]
+    dependencies = {dependency["name"] for dependency in kustomizations(tree)["sso-apps"]["spec"]["dependsOn"]}
+    assert "authentik" in dependencies
+
+
+@pytest.mark.parametrize("tree", ["lab"], indirect=True)
+def test_the_sso_apps_slot_follows_the_spec_down_to_no_app(tree):
+    """A disabled app has nothing; a proxy app only its namespace (no client secret); apps sharing a namespace make it
+    once; an app in a platform namespace does not make it again. No app: an empty kustomization that builds."""
+    before = tree.files()
+    spec = tree.spec()
+    original = spec["sso_apps"]
+    spec["sso_apps"] = [
+        {"name": "grafana", "namespace": "monitoring", "redirect_uris": ["https://grafana.lab.turnkey.test/cb"]},
+        {"name": "whoami", "type": "proxy", "namespace": "monitoring", "redirect_uris": ["https://who.lab.turnkey.test/"]},
+        {"name": "vault", "enabled": False, "redirect_uris": ["https://vault.lab.turnkey.test/oidc/callback"]},
+        {"name": "auth-portal", "namespace": "authentik", "redirect_uris": ["https://portal.lab.turnkey.test/cb"]}]
+    tree.set_spec(spec)
+    try:
+        tree.rendered()
+        assert sorted(path for path in tree.files() if path.startswith("apps/sso-apps/")) == [
+            "apps/sso-apps/" + name for name in ("auth-portal-oidc.yaml", "grafana-oidc.yaml", "kustomization.yaml",
+                                                 "namespace-monitoring.yaml")]
+        slot = sso_slot(tree)
+        assert set(slot) == {("Namespace", None, "monitoring"), ("ExternalSecret", "monitoring", "grafana-oidc"),
+                             ("ExternalSecret", "authentik", "auth-portal-oidc")}
+        assert "grafana, whoami" in tree.files()["apps/sso-apps/namespace-monitoring.yaml"]
+
+        spec["sso_apps"] = []
+        tree.set_spec(spec)
+        run = tree.rendered()
+        assert recap(run.stdout)["localhost"]["changed"] == 1
+        assert [path for path in tree.files() if path.startswith("apps/sso-apps/")] == [
+            "apps/sso-apps/kustomization.yaml"]
+        assert yaml.safe_load(tree.files()["apps/sso-apps/kustomization.yaml"])["resources"] == []
+        assert sso_slot(tree) == {}
+        assert "sso-apps" in kustomizations(tree)  # the slot stays in the graph, empty
+    finally:
+        spec["sso_apps"] = original
+        tree.set_spec(spec)
+        tree.rendered()
+    assert tree.files() == before
+
+
 def test_secrets_are_sealed_with_the_layer_00_certificate(tree):
     from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
     from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
