@@ -45,6 +45,10 @@ def test_every_object_passes_a_server_side_dry_run(tree, control_plane):  # noqa
     namespaces = run(found, kubeconfig, "kustomize", str(tree.dest / "platform" / "namespaces"))
     run(found, kubeconfig, "apply", "--server-side", "--field-manager", "platform-tree-test", "-f", "-",
         stdin=tree.substituted(namespaces))
+    # The SSO apps' namespaces too: apps/sso-apps makes them beside the ExternalSecrets that go into them.
+    sso_apps = yaml.safe_load_all(run(found, kubeconfig, "kustomize", str(tree.dest / "apps" / "sso-apps")))
+    run(found, kubeconfig, "apply", "--server-side", "--field-manager", "platform-tree-test", "-f", "-",
+        stdin=yaml.safe_dump_all([doc for doc in sso_apps if doc and doc["kind"] == "Namespace"]))
     folders = sorted({path.parent for path in tree.dest.rglob("kustomization.yaml")})
     applied = 0
     for folder in folders:
