@@ -110,6 +110,52 @@ class ClusterAdmin:
             raise
 
 
+def pod_environment(admin: ClusterAdmin, namespace: str, deployment: dict) -> tuple[dict[str, dict[str, str]], str]:
+    """Each container's environment (by container name) as the kubelet gives it to a pod of the Deployment: literal
+    values, `secretKeyRef` / `configMapKeyRef` and `envFrom` read from the cluster (fieldRef and the like are left
+    out). A Secret, ConfigMap or key that is missing and not optional keeps the pod from starting: then ({}, the
+    kubelet's message, e.g. `secret "s" not found`), else (the environments, "")."""
+    spec = deployment["spec"]["template"]["spec"]
+    found: dict[tuple[str, str], dict | None] = {}
+
+    def source(kind: str, name: str) -> dict | None:
+        if (kind, name) not in found:
+            obj = admin.request("GET", f"/api/v1/namespaces/{namespace}/{kind.lower()}s/{name}")
+            data = None if obj is None else obj.get("data") or {}
+            if data is not None and kind == "Secret":
+                data = {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in data.items()}
+            found[kind, name] = data
+        return found[kind, name]
+
+    environments = {}
+    for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
+        env: dict[str, str] = {}
+        for item in container.get("envFrom") or []:
+            for kind, ref in (("Secret", item.get("secretRef")), ("ConfigMap", item.get("configMapRef"))):
+                if ref is None:
+                    continue
+                data = source(kind, ref["name"])
+                if data is None and not ref.get("optional"):
+                    return {}, f'{kind.lower()} "{ref["name"]}" not found'
+                env.update({item.get("prefix", "") + k: v for k, v in (data or {}).items()})
+        for item in container.get("env") or []:
+            if "value" in item:
+                env[item["name"]] = item["value"]
+                continue
+            refs = item.get("valueFrom") or {}
+            for kind, ref in (("Secret", refs.get("secretKeyRef")), ("ConfigMap", refs.get("configMapKeyRef"))):
+                if ref is None:
+                    continue
+                data = source(kind, ref["name"])
+                if data is not None and ref["key"] in data:
+                    env[item["name"]] = data[ref["key"]]
+                elif not ref.get("optional"):
+                    return {}, (f'{kind.lower()} "{ref["name"]}" not found' if data is None else
+                                f"couldn't find key {ref['key']} in {kind} {namespace}/{ref['name']}")
+        environments[container["name"]] = env
+    return environments, ""
+
+
 def cluster_admin(lab: Lab) -> ClusterAdmin | None:
     """The cluster the Talos twin runs (its control plane's PKI and a control plane's configured endpoint), or
     None while there is none."""

@@ -184,6 +184,17 @@ def set_password(call: Call) -> tuple[int, None]:
     return 204, None
 
 
+def me(call: Call) -> tuple[int, dict]:
+    """GET /core/users/me/: the token's user as UserSelf (groups with their parents, by name)."""
+    user = call.request.context["user"]
+    groups = sorted(ancestors(call.data, user.get("groups", [])), key=lambda g: g["name"])
+    return 200, {"user": {
+        "pk": int(user["pk"]), "username": user["username"], "name": user["name"], "is_active": user["is_active"],
+        "is_superuser": is_superuser(call.data, user), "groups": [{"name": g["name"], "pk": g["pk"]} for g in groups],
+        "roles": [], "email": user["email"], "avatar": AVATAR, "uid": uid(call, user), "settings": {},
+        "type": user["type"], "system_permissions": []}}
+
+
 def _groups_by(call: Call, user: dict, raw: str, field: str) -> bool:
     return any(str(g.get(field)) == raw for g in call.data.get("groups", {}).values() if g["pk"] in user["groups"])
 

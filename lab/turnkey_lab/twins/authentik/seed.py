@@ -44,14 +44,24 @@ SCOPE_MAPPINGS = (
 )
 
 
+def admin_group() -> dict:
+    """The bootstrap blueprint's `authentik Admins`."""
+    return {"pk": str(uuid.uuid4()), "name": ADMIN_GROUP, "is_superuser": True, "parents": [], "attributes": {},
+            "roles": []}
+
+
+def admin_user(pk: str, group_pk: str, now: str) -> dict:
+    """The bootstrap blueprint's akadmin, in `group_pk`, with no password yet (unusable)."""
+    return {"pk": pk, "username": ADMIN_USER, "name": "authentik Default Admin", "is_active": True,
+            "last_login": None, "groups": [group_pk], "roles": [], "email": "root@localhost",
+            "attributes": {}, "path": "users", "type": "internal", "_uuid": str(uuid.uuid4()), "_created": now,
+            "_password": None}
+
+
 def fresh(public_url: str, token: str, password: str, now: str) -> dict:
     """The whole state of a fresh install (keys generated here: the first start takes a second or two)."""
-    admins = {"pk": str(uuid.uuid4()), "name": ADMIN_GROUP, "is_superuser": True, "parents": [], "attributes": {},
-              "roles": []}
-    akadmin = {"pk": "1", "username": ADMIN_USER, "name": "authentik Default Admin", "is_active": True,
-               "last_login": None, "groups": [admins["pk"]], "roles": [], "email": "root@localhost",
-               "attributes": {}, "path": "users", "type": "internal", "_uuid": str(uuid.uuid4()),
-               "_created": now, "_password": hash_password(password)}
+    admins = admin_group()
+    akadmin = {**admin_user("1", admins["pk"], now), "_password": hash_password(password)}
     mappings = {}
     for managed, name, scope_name, description, expression in SCOPE_MAPPINGS:
         pk = str(uuid.uuid4())

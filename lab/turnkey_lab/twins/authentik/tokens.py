@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from .twin import Call
 
 BOOTSTRAP = "authentik-bootstrap-token"
+# The lab's own token once the cluster's Authentik has its bootstrap token (bootstrap.py): no Authentik object.
+LAB = "turnkey-lab-token"
+LAB_DESCRIPTION = "The lab's own API token (credentials.json), not the cluster's"
 
 
 def make(user_pk: str, key: str, now: str) -> dict:

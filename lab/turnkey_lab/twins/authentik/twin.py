@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...state import write_json
 from ..base import HttpError, Request, Response, Twin
-from . import BOOTSTRAP_FILE, admin, errors, oidc, resources, seed, validate
-from .core import USERS, set_password
+from . import BOOTSTRAP_FILE, admin, bootstrap, errors, oidc, resources, seed, validate
+from .core import USERS, me, set_password
 from .kinds import KINDS
 from .outposts import OUTPOSTS, default_settings
 from .spec import Spec
@@ -45,6 +46,9 @@ class AuthentikTwin(Twin):
         self.public_url = public_url
         self.bootstrap = self._bootstrap(data_dir)
         self.install_id = self.bootstrap["install_id"]
+        # The cluster whose authentik-server pod runs this Authentik (the component says so, /_lab/bootstrap); its
+        # bootstrap token answers only while it does. None after every start, until the component finds the pod.
+        self.cluster_running: str | None = None
         super().__init__(data_dir, profile)
         self.spec = Spec(spec_path, spec_cache or data_dir) if spec_path and validate.available() else None
         self.checks = validate.Checks(self.spec) if self.spec else None
@@ -53,6 +57,7 @@ class AuthentikTwin(Twin):
         # Specific paths first: a `{uuid}` would match "default_settings" too.
         self.route("GET", "/outposts/instances/default_settings/", default_settings)
         self.route("POST", "/core/users/{id}/set_password/", set_password)
+        self.route("GET", "/core/users/me/", me)
         self.route("GET", "/admin/version/", admin.version)
         self.add("GET", "/-/health/live/", admin.healthy)
         self.add("GET", "/-/health/ready/", admin.healthy)
@@ -87,7 +92,8 @@ class AuthentikTwin(Twin):
             counts = {kind: len(self.store.data.get(kind, {})) for kind in ("users", "groups", "providers",
                                                                              "applications")}
         return {"schema_validation": self.spec is not None, "spec": str(self.spec.path) if self.spec else None,
-                "spec_note": self.spec_note, "release": self.spec.version if self.spec else None, "counts": counts}
+                "spec_note": self.spec_note, "release": self.spec.version if self.spec else None, "counts": counts,
+                "cluster": self.cluster_status()}
 
     # -- routes ------------------------------------------------------------------------------------------
     def _register(self, kind: resources.Kind) -> None:
@@ -106,7 +112,7 @@ class AuthentikTwin(Twin):
         self.add(method, API + template, lambda request: self._run(method, template, action, request))
 
     def _run(self, method: str, template: str, action: Action, request: Request) -> Response:
-        self.authenticate(request)
+        request.context["user"] = self.authenticate(request)
         body, present = self._body(request)
         if self.checks is not None:
             fields = {**self.checks.query(method, template, request.query),
@@ -138,8 +144,45 @@ class AuthentikTwin(Twin):
             for token in self.store.data.get("tokens", {}).values():
                 user = self.store.data.get("users", {}).get(str(token["user"]))
                 if token.get("intent") == "api" and secrets.compare_digest(token["_key"], key.strip()) and user:
+                    if token.get("_install") not in (None, self.cluster_running):
+                        break  # the cluster's token, while its Authentik does not run
                     return user
         raise errors.bad_token()
+
+    # -- the cluster starts it ---------------------------------------------------------------------------
+    def cluster_status(self) -> dict:
+        with self.store.lock:
+            install = self.store.data.get("cluster_install") or {}
+        return {"install": install.get("id"), "applied": install.get("applied"), "running": self.cluster_running}
+
+    def lab_route(self, request: Request, path: str) -> Response | None:
+        """/_lab/bootstrap, for the component (with the lab's token): GET the state, POST {"install": the
+        cluster's identity, "env": the pod's AUTHENTIK_BOOTSTRAP_* variables} when the cluster's pod starts (the
+        blueprint runs), DELETE when it is gone."""
+        if path != "/_lab/bootstrap":
+            return None
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(key.strip(), self.bootstrap["token"]):
+            return Response.json({"error": "the lab's token is required"}, status=403)
+        if request.method == "POST":
+            try:
+                body = request.json()
+                env = {k: str(v) for k, v in body["env"].items() if k in bootstrap.VARIABLES}
+                if not isinstance(body["install"], str):
+                    raise TypeError("install")
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                return Response.json({"error": f"bad request: {exc!r}"}, status=400)
+            with self.store.change() as data:
+                first = (data.get("cluster_install") or {}).get("id") != body["install"]
+                done = bootstrap.apply(data, env, body["install"], self.bootstrap["token"], self.now())
+            self.cluster_running = body["install"]
+            if first and env.get(bootstrap.PASSWORD):  # akadmin's password is the install's now
+                self.bootstrap["password"] = env[bootstrap.PASSWORD]
+                write_json(self.data_dir / BOOTSTRAP_FILE, self.bootstrap, mode=0o600)
+            return Response.json({**self.cluster_status(), "done": done})
+        if request.method == "DELETE":
+            self.cluster_running = None
+        return Response.json(self.cluster_status())
 
     def _body(self, request: Request) -> tuple[object, bool]:
         if request.method not in ("POST", "PUT", "PATCH") or not request.body.strip():
