@@ -1,7 +1,7 @@
 """Benchmark (not a test): layer 01 on the Proxmox VE twin for 3, 6 and 12 nodes.
 
 Each size gets a fresh lab (`--profile realistic` by default: per-operation delays from published
-timings, docs/lab-proxmox.md) on net 127.89 and a copy of the lab inventory with that many Proxmox nodes
+timings, docs/lab-proxmox.md) on net 127.89 (`--net`) and a copy of the lab inventory with that many Proxmox nodes
 (3 control planes, the rest workers). Reported per size: wall time of the whole site.yml build, of its
 Proxmox role (proxmox_nodes_s: schematic, image, template, clones, boot) and of the rerun, Proxmox
 API requests per node, image downloads and templates - so the parallelism (one image, one template,
@@ -9,7 +9,7 @@ clones in parallel) is visible; the ratio of the largest to the smallest size's 
 the seconds of each of the role's steps per size (where a growing node count costs). Results also go to
 <state>/bench/proxmox_nodes.json.
 
-    python -m benchmarks.proxmox_nodes [--sizes 3,6,12] [--profile realistic|fast] [--concurrency 3]
+    python -m benchmarks.proxmox_nodes [--sizes 3,6,12] [--profile realistic|fast] [--concurrency 3] [--net 127.89]
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from tests.lab.conftest import LabHandle
 from tests.playbook_runner import REPO, copy_inventory, lab_env, recap, run_playbook
 
 NET = "127.89"
-PVE = f"https://{NET}.0.3:8006"
 
 
 def inventory_for(tmp: Path, size: int) -> Path:
@@ -37,10 +36,10 @@ def inventory_for(tmp: Path, size: int) -> Path:
     return copy_inventory(tmp, "lab", overlay)
 
 
-def measure(size: int, profile: str, concurrency: int) -> dict:
+def measure(size: int, profile: str, concurrency: int, net: str = NET) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-pve-") as folder:
         tmp = Path(folder)
-        lab = LabHandle(tmp / "lab-state", NET)
+        lab = LabHandle(tmp / "lab-state", net)
         lab.run("up", "--profile", profile, "--components", "proxmox,image_factory")
         try:
             ca = str(lab.root / "pki" / "ca.pem")
@@ -56,7 +55,7 @@ def measure(size: int, profile: str, concurrency: int) -> dict:
             build_s = time.monotonic() - started
             if build.returncode != 0:
                 raise SystemExit(build.stdout[-4000:])
-            log = requests.get(f"{PVE}/_lab/requests", verify=ca, timeout=10).json()
+            log = requests.get(f"https://{net}.0.3:8006/_lab/requests", verify=ca, timeout=10).json()
             report = json.loads((tmp / "state" / "runs" / "last.json").read_text())
             role_s = next(r["duration_s"] for r in report["roles"] if r["name"] == "turnkey.cluster.proxmox_nodes")
             # where the role's time goes: each of its tasks (a task runs once for all hosts)
@@ -87,8 +86,10 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="3,6,12")
     parser.add_argument("--profile", default="realistic", choices=["realistic", "fast"])
     parser.add_argument("--concurrency", type=int, default=3)
+    parser.add_argument("--net", default=NET, help="the lab's loopback net (127.x)")
     options = parser.parse_args(argv)
-    rows = [measure(int(size), options.profile, options.concurrency) for size in options.sizes.split(",")]
+    rows = [measure(int(size), options.profile, options.concurrency, options.net)
+            for size in options.sizes.split(",")]
     columns = ("nodes", "build_s", "proxmox_nodes_s", "rerun_s", "rerun_changed", "api_calls_per_node",
                "image_downloads", "templates", "clones")
     print(" ".join("%15s" % c for c in columns))

@@ -120,6 +120,7 @@ class ProxmoxClient:
         url = urlparse(params["api_url"] if "://" in params["api_url"] else "https://" + params["api_url"])
         if url.scheme != "https" or not url.hostname:
             self.module.fail_json(msg="api_url must be https://host[:port], got %r" % params["api_url"])
+        self.endpoint = "%s:%d" % (url.hostname, url.port or 8006)  # one Proxmox VE API (the storage slots' key)
         verify = params["validate_certs"]
         if verify and params["ca_path"]:
             verify = params["ca_path"]

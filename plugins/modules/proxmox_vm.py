@@ -159,6 +159,28 @@ options:
     type: list
     elements: str
     default: []
+  storage_slots:
+    description:
+      - At most this many requests that take the storage's lock (the clone, the create, a config that adds a
+        disk such as the cloud-init drive, a resize, the conversion to a template, the destroy) run at once
+        against O(storage) of this O(api_url) and O(node), counted across every module process of this
+        controller (Ansible's forks, parallel runs of the same user). A slot is held from the request until
+        the task it started has ended; everything else (reading, the start, the boot wait) runs uncapped.
+      - Proxmox gives up waiting for a storage lock after 10 s (C(can't lock file ... - got timeout)), so
+        many disk operations at once fail without a cap; a cap here, instead of a C(throttle) on the task,
+        leaves the rest of each module run in parallel.
+      - Each slot is a lock file (C(flock)) in O(storage_slots_dir); a module that dies frees its slot.
+        A request waits up to O(timeout) seconds for a slot, then fails naming the folder.
+      - C(0) turns the cap off. Nothing is locked in check mode (nothing is sent).
+    type: int
+    default: 3
+  storage_slots_dir:
+    description:
+      - Folder of the slot lock files, one sub-folder per endpoint, node and storage. Created with mode
+        C(0700); an existing one must belong to the user running the module and be writable by it alone.
+      - Runs that must share a cap must use the same folder. Defaults to C(turnkey-proxmox-slots-<uid>) in
+        the system's temporary folder.
+    type: path
 attributes:
   check_mode:
     support: full
@@ -236,6 +258,10 @@ extra_addresses:
   returned: when the boot wait found such addresses
   type: list
   elements: str
+storage_slot_wait_s:
+  description: Seconds the module waited for a storage slot (O(storage_slots)), summed over its requests.
+  returned: success
+  type: float
 addresses:
   description: IPv4 addresses the guest agent reported (the loopback interface excluded).
   returned: when O(wait_agent) waited
@@ -245,6 +271,7 @@ addresses:
 """
 
 import ipaddress
+import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -256,11 +283,20 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.proxmox import (
     ProxmoxError,
     proxmox_argument_spec,
 )
+from ansible_collections.turnkey.cluster.plugins.module_utils.proxmox_slots import (
+    SlotError,
+    StorageSlots,
+    default_folder,
+    slot_key,
+)
 from ansible_collections.turnkey.cluster.plugins.module_utils.proxmox_vm_plan import (
     PlanError,
     plan,
     size_gb,
 )
+
+# Config keys that are disks: setting one allocates a volume on the storage (under its lock).
+DRIVE_KEY = re.compile(r"^((scsi|virtio|sata|ide)\d+|efidisk0|tpmstate0)$")
 
 
 def routable(address):
@@ -281,6 +317,17 @@ class Vm:
         self.params = module.params
         self.vmid = module.params["vmid"]
         self.result = dict(changed=False, vmid=self.vmid, changes=[])
+        self.slots = StorageSlots(self.params["storage_slots_dir"] or default_folder(),
+                                  slot_key(client.endpoint, client.node, self.params["storage"]),
+                                  self.params["storage_slots"], self.params["timeout"])
+
+    def on_storage(self, call, *args, **kwargs):
+        """call(...) while holding one of the storage's slots: the requests that take the storage's lock."""
+        try:
+            with self.slots.hold():
+                return call(*args, **kwargs)
+        except SlotError as exc:
+            raise ProxmoxError("Proxmox VE: VM %s: %s" % (self.vmid, exc), proxmox_error=str(exc)) from None
 
     def path(self, *parts):
         return self.client.node_path("qemu", self.vmid, *parts)
@@ -318,30 +365,35 @@ class Vm:
     def apply(self, actions):
         p = self.params
         for action, argument in actions:
+            # the clone, the create, a new disk, a resize, the template's base volumes and the purge take the
+            # storage's lock: each holds a storage slot (storage_slots) until its task has ended
             if action == "clone":
-                self.client.run_task("post", self.client.node_path("qemu", p["clone_from"], "clone"),
-                                     "linked clone of %s to VM %s" % (p["clone_from"], self.vmid),
-                                     timeout=p["timeout"], landed=self.vm_landed, **argument)
+                self.on_storage(self.client.run_task, "post", self.client.node_path("qemu", p["clone_from"], "clone"),
+                                "linked clone of %s to VM %s" % (p["clone_from"], self.vmid),
+                                timeout=p["timeout"], landed=self.vm_landed, **argument)
             elif action == "create":
-                self.client.run_task("post", self.client.node_path("qemu"), "create of VM %s" % self.vmid,
-                                     timeout=p["timeout"], landed=self.vm_landed, **argument)
+                self.on_storage(self.client.run_task, "post", self.client.node_path("qemu"),
+                                "create of VM %s" % self.vmid, timeout=p["timeout"], landed=self.vm_landed, **argument)
             elif action == "config":
-                self.client.put(self.path("config"), **argument)
+                if any(DRIVE_KEY.match(key) for key in argument):
+                    self.on_storage(self.client.put, self.path("config"), **argument)
+                else:
+                    self.client.put(self.path("config"), **argument)
             elif action == "grow":
                 config = self.client.get(self.path("config"))
                 if size_gb(config.get("scsi0", "")) < argument:
-                    self.task("put", ("resize",), "resize", disk="scsi0", size="%dG" % argument)
+                    self.on_storage(self.task, "put", ("resize",), "resize", disk="scsi0", size="%dG" % argument)
             elif action == "resize":
-                self.task("put", ("resize",), "resize", disk="scsi0", size="%dG" % argument)
+                self.on_storage(self.task, "put", ("resize",), "resize", disk="scsi0", size="%dG" % argument)
             elif action == "start":
                 self.task("post", ("status", "start"), "start", landed=self.power_landed("running"))
             elif action == "stop":
                 self.task("post", ("status", "stop"), "stop", landed=self.power_landed("stopped"))
             elif action == "template":
-                self.task("post", ("template",), "conversion to a template",
-                          landed=lambda: bool((self.read() or {"config": {}})["config"].get("template")))
+                self.on_storage(self.task, "post", ("template",), "conversion to a template",
+                                landed=lambda: bool((self.read() or {"config": {}})["config"].get("template")))
             elif action == "destroy":
-                self.task("delete", (), "destroy", landed=lambda: self.read() is None, purge=1)
+                self.on_storage(self.task, "delete", (), "destroy", landed=lambda: self.read() is None, purge=1)
 
     def run(self):
         p = self.params
@@ -441,6 +493,8 @@ def main():
         timeout=dict(type="int", default=600),
         wait_agent=dict(type="int", default=0),
         allowed_addresses=dict(type="list", elements="str", default=[]),
+        storage_slots=dict(type="int", default=3),
+        storage_slots_dir=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_together=PROXMOX_REQUIRED_TOGETHER, required_one_of=PROXMOX_REQUIRED_ONE_OF,
@@ -453,7 +507,8 @@ def main():
             vm.wait_agent()
     except ProxmoxError as exc:
         client.fail(exc, vmid=module.params["vmid"], changes=vm.result["changes"])
-    result.update(retried=client.retried, reread=client.reread)
+    result.update(retried=client.retried, reread=client.reread,
+                  storage_slot_wait_s=round(vm.slots.waited, 2))
     module.exit_json(**result)
 
 
