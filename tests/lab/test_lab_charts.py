@@ -7,6 +7,7 @@ source-controller fetches every chart through the tree's HelmRepositories and CA
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -141,7 +142,9 @@ def test_the_lab_serves_every_chart_of_the_lab_tree(charts_lab, running, tmp_pat
                                 for repo in repositories.values())
     charts = {obj["spec"]["chart"]["spec"]["chart"]: obj["spec"]["chart"]["spec"]["version"] for obj in releases}
     # The lab inventory: Proxmox and Hetzner nodes, external Vault (no openbao chart).
-    assert set(charts) == {"cert-manager", "sealed-secrets", "external-secrets", "proxmox-csi-plugin", "hcloud-csi"}
+    assert set(charts) == {"cert-manager", "sealed-secrets", "external-secrets", "proxmox-csi-plugin", "hcloud-csi",
+                           "authentik"}
+    assert charts["authentik"] == "2026.5.6"  # the stand-in carries the pinned release's version
     assert set(endpoint["charts"]) >= set(charts)
 
     # helm trusts the repository with the lab CA and finds each chart at exactly the pinned version.
@@ -189,6 +192,31 @@ def test_the_lab_serves_every_chart_of_the_lab_tree(charts_lab, running, tmp_pat
     volumes = find(hcloud, "StorageClass", "hcloud-volumes")
     assert volumes["reclaimPolicy"] == "Retain" and volumes["provisioner"] == "csi.hetzner.cloud"
     assert "storageclass.kubernetes.io/is-default-class" not in (volumes["metadata"].get("annotations") or {})
+
+    # Authentik (the lab's stand-in): server and worker read exactly the contract's Secrets by secretKeyRef (which
+    # app-secrets syncs), the chart's own Secret holds the settings but no secret, PostgreSQL reads its password Secret.
+    authentik = rendered["authentik"]
+    contract = {("authentik-bootstrap-token", "token"), ("authentik-bootstrap-password", "password"),
+                ("authentik-secret-key", "secret_key"), ("authentik-postgres-password", "password")}
+    for component in ("server", "worker"):
+        deployment = find(authentik, "Deployment", f"authentik-{component}")
+        assert deployment["metadata"]["labels"]["turnkey.cluster/lab-stand-in"] == "true"
+        pod = deployment["spec"]["template"]["spec"]
+        assert secret_refs(pod) == contract, component
+        env = {entry["name"]: entry["valueFrom"]["secretKeyRef"] for entry in pod["containers"][0]["env"]}
+        assert set(env) == {"AUTHENTIK_BOOTSTRAP_TOKEN", "AUTHENTIK_BOOTSTRAP_PASSWORD", "AUTHENTIK_SECRET_KEY",
+                            "AUTHENTIK_POSTGRESQL__PASSWORD"}
+        assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "authentik"}}]
+        assert pod["containers"][0]["args"] == [component]
+    settings = find(authentik, "Secret", "authentik")["data"]
+    assert {key for key in settings if "PASSWORD" in key or "SECRET" in key or "TOKEN" in key} == set()
+    assert base64.b64decode(settings["AUTHENTIK_POSTGRESQL__HOST"]).decode() == "authentik-postgresql"
+    database = find(authentik, "StatefulSet", "authentik-postgresql")
+    assert secret_refs(database["spec"]["template"]["spec"]) == {("authentik-postgres-password", "password")}
+    find(authentik, "Service", "authentik-server")
+    ingress = find(authentik, "Ingress", "authentik-server")
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["auth.lab.turnkey.test"]
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "cluster-ca"}
 
     # Proxmox CSI (the real chart 0.5.0): its pods read the config the tree seals, and no class of its own.
     proxmox = rendered["proxmox-csi-plugin"]
