@@ -1,0 +1,151 @@
+"""Authentik's HelmRelease of the platform tree becomes Ready only once its Secrets exist: the real helm-controller and
+source-controller (lab components) install the lab's stand-in authentik chart from the lab's chart repository into a
+Talos twin cluster whose pods KWOK plays behind the kubelet's gate; without the four Secrets of the layer 03 contract
+the server and worker pods stay Pending with the kubelet's CreateContainerConfigError and the release is not Ready,
+and once the Secrets are made (as External Secrets makes them) the pods start and the release is Ready. One control
+plane and one worker on 127.115.1.x, the lab's components on 127.115.0.x."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.platform_tree.conftest import HCLOUD_TOKEN, Tree
+from tests.lab.conftest import isolated_labs, wait_for
+from tests.lab.test_lab_flux import Cluster, condition
+from tests.lab.test_talos_twin import (  # noqa: F401 # pylint: disable=unused-import
+    Twin,
+    run,
+    talosctl,
+    twin_binary,
+)
+from tests.lab.test_talos_twin_cluster import node_config
+from tests.tools import built_tools
+
+NET = "127.115"
+NODES = {"cp1": NET + ".1.1", "w1": NET + ".1.2"}
+URL = f"https://{NET}.0.13:8443"
+# The layer 03 contract: the env of server and worker -> Secret / key in namespace authentik.
+SECRETS = {"authentik-bootstrap-token": "token", "authentik-bootstrap-password": "password",
+           "authentik-secret-key": "secret_key", "authentik-postgres-password": "password"}
+# The twin's stand-in for a CNI: the DaemonSet kube-system/cilium existing.
+CNI = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "cilium", "namespace": "kube-system"},
+       "spec": {"selector": {"matchLabels": {"k8s-app": "cilium"}}, "template": {
+           "metadata": {"labels": {"k8s-app": "cilium"}},
+           "spec": {"hostNetwork": True, "tolerations": [{"operator": "Exists"}],
+                    "containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.20.0"}]}}}}
+
+
+@pytest.fixture(scope="module")
+def release_lab(twin_binary, talosctl, tmp_path_factory):  # noqa: F811
+    """A lab (charts, source- and helm-controller) whose Talos twin state is a real twin cluster with KWOK: the twin
+    runs in the lab's components/talos folder, where the lab's controllers look for the cluster."""
+    tools = built_tools("TURNKEY_ETCD", "TURNKEY_KUBE_APISERVER", "TURNKEY_KUBE_CONTROLLER_MANAGER",
+                        "TURNKEY_KUBE_SCHEDULER", "TURNKEY_KWOK", "TURNKEY_KUBECTL", "TURNKEY_FLUX_MANIFESTS",
+                        "TURNKEY_SOURCE_CONTROLLER", "TURNKEY_HELM_CONTROLLER", "TURNKEY_LAB_CHARTS")
+    from turnkey_lab import pki  # noqa: PLC0415
+    from turnkey_lab.state import Lab  # noqa: PLC0415
+
+    with isolated_labs(tmp_path_factory) as make:
+        lab = make(NET)
+        pki.ensure_ca(Lab.at(lab.root, NET))
+        root = lab.root / "components" / "talos"
+        root.mkdir(parents=True)
+        gen = tmp_path_factory.mktemp("authentik-gen")
+        run(talosctl, "gen", "config", "release", "https://%s.1.100:6443" % NET, "-o", str(gen), "--with-docs=false",
+            "--with-examples=false")
+        twin = Twin(twin_binary, root, NODES)
+        twin.extra_args = ["--etcd", tools["TURNKEY_ETCD"], "--kube-apiserver", tools["TURNKEY_KUBE_APISERVER"],
+                           "--kube-controller-manager", tools["TURNKEY_KUBE_CONTROLLER_MANAGER"],
+                           "--kube-scheduler", tools["TURNKEY_KUBE_SCHEDULER"], "--kwok", tools["TURNKEY_KWOK"]]
+        twin.start(*NODES.values())
+        try:
+            for name, ip in NODES.items():
+                run(talosctl, "apply-config", "--insecure", "-n", ip, "-e", ip, "-f", str(node_config(gen, name)))
+            cp1, talosconfig = NODES["cp1"], str(gen / "talosconfig")
+            run(talosctl, "--talosconfig", talosconfig, "-n", cp1, "-e", cp1, "bootstrap")
+            kubeconfig = gen / "kubeconfig"
+            run(talosctl, "--talosconfig", talosconfig, "-n", cp1, "-e", cp1, "kubeconfig", str(kubeconfig),
+                "--force", "--merge=false")
+            cluster = Cluster(kubeconfig, tools["TURNKEY_KUBECTL"])
+            wait_for(lambda: len((cluster.get("nodes") or {}).get("items") or []) == len(NODES), timeout=180,
+                     interval=1)
+            cluster.apply(CNI)
+            # The tree of the lab inventory, its charts from this lab's repository.
+            tree = Tree(tmp_path_factory.mktemp("authentik-tree"), "lab", {"set": {
+                "vault": {"deploy": "external", "address": f"https://{NET}.0.2:8200", "ca_path": "@CA@"},
+                "charts": {"repository_url": URL, "ca_path": str(lab.root / "pki" / "ca.pem")},
+                "hetzner": {"token": HCLOUD_TOKEN}}})
+            tree.make_store()
+            tree.rendered()
+            lab.run("up", "--components", "charts,source-controller,helm-controller", "--profile", "fast")
+            cluster.run("apply", "--server-side", "-f", str(Path(tools["TURNKEY_FLUX_MANIFESTS"]) / "install.yaml"))
+            for controller in ("source-controller", "helm-controller"):
+                wait_for(lambda name=controller: lab.status()["components"][name]["detail"] == name + " ready",
+                         timeout=300, interval=1)
+            yield lab, cluster, tree
+        finally:
+            lab.run("down", ok=False)
+            twin.stop()
+
+
+def pod_of(cluster: Cluster, component: str) -> dict | None:
+    items = (cluster.get("pods", "-n", "authentik", "-l", "app.kubernetes.io/component=" + component) or {})
+    return (items.get("items") or [None])[0]
+
+
+def test_the_authentik_release_is_ready_only_after_its_secrets_exist(release_lab):
+    lab, cluster, tree = release_lab
+    files = tree.files()
+    cluster.apply(tree.substituted(files["chart-repository-ca.yaml"]))
+    cluster.apply(tree.substituted(files["platform/namespaces/authentik.yaml"]))
+    cluster.apply(tree.substituted(files["apps/authentik/helmrepository.yaml"]))
+    cluster.apply(tree.substituted(files["apps/authentik/helmrelease.yaml"]))
+
+    # Installed, but the kubelet's gate holds server and worker: their Secrets do not exist yet.
+    def gated(component):
+        def check():
+            pod = pod_of(cluster, component)
+            statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
+            waiting = [status.get("state", {}).get("waiting") or {} for status in statuses]
+            return waiting[0] if waiting and waiting[0].get("reason") == "CreateContainerConfigError" else None
+        return check
+
+    for component in ("server", "worker"):
+        waiting = wait_for(gated(component), timeout=300, interval=1)
+        assert waiting["message"].startswith('secret "authentik-') and waiting["message"].endswith('" not found'), \
+            waiting
+    release = cluster.get("helmrelease", "authentik", "-n", "authentik")
+    assert condition(release).get("status") != "True", condition(release)
+    deployment = cluster.get("deployment", "authentik-server", "-n", "authentik")
+    assert not (deployment.get("status") or {}).get("availableReplicas"), deployment["status"]
+    env = {entry["name"]: entry["valueFrom"]["secretKeyRef"]
+           for entry in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert {ref["name"]: ref["key"] for ref in env.values()} == SECRETS
+    assert set(env) == {"AUTHENTIK_BOOTSTRAP_TOKEN", "AUTHENTIK_BOOTSTRAP_PASSWORD", "AUTHENTIK_SECRET_KEY",
+                        "AUTHENTIK_POSTGRESQL__PASSWORD"}
+
+    # The Secrets appear (as External Secrets makes them from Vault): the pods start and the release is Ready.
+    for name, key in SECRETS.items():
+        cluster.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                       "metadata": {"name": name, "namespace": "authentik"},
+                       "data": {key: base64.b64encode(("lab-%s-value" % name).encode()).decode()}})
+
+    def ready():
+        found = condition(cluster.get("helmrelease", "authentik", "-n", "authentik"))
+        return found if found.get("status") == "True" else None
+
+    found = wait_for(ready, timeout=600, interval=2)
+    assert found["reason"] in ("InstallSucceeded", "UpgradeSucceeded"), found
+    for name in ("authentik-server", "authentik-worker"):
+        deployment = cluster.get("deployment", name, "-n", "authentik")
+        assert deployment["status"].get("availableReplicas") == 1, (name, deployment["status"])
+    started = pod_of(cluster, "server")
+    assert started["metadata"]["annotations"]["lab.turnkey.cluster/kubelet"] == "containers-started"
+    assert condition(started).get("status") == "True"
+    chart = yaml.safe_load(cluster.run("get", "helmrelease", "authentik", "-n", "authentik", "-o", "yaml").stdout)
+    assert chart["status"]["history"][0]["chartVersion"] == "2026.5.6"
+    assert lab.status()["components"]["helm-controller"]["healthy"]
