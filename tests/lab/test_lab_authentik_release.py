@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.platform_tree.conftest import HCLOUD_TOKEN, Tree
 from tests.lab.conftest import isolated_labs, wait_for
+from tests.lab.test_lab_charts import lab_tree
+from tests.lab.test_lab_control_loop import loop_tools
 from tests.lab.test_lab_flux import Cluster, condition
 from tests.lab.test_talos_twin import (  # noqa: F401 # pylint: disable=unused-import
     Twin,
@@ -27,7 +28,6 @@ from tests.tools import built_tools
 
 NET = "127.115"
 NODES = {"cp1": NET + ".1.1", "w1": NET + ".1.2"}
-URL = f"https://{NET}.0.13:8443"
 # The layer 03 contract: the env of server and worker -> Secret / key in namespace authentik.
 SECRETS = {"authentik-bootstrap-token": "token", "authentik-bootstrap-password": "password",
            "authentik-secret-key": "secret_key", "authentik-postgres-password": "password"}
@@ -43,9 +43,8 @@ CNI = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "ciliu
 def release_lab(twin_binary, talosctl, tmp_path_factory):  # noqa: F811
     """A lab (charts, source- and helm-controller) whose Talos twin state is a real twin cluster with KWOK: the twin
     runs in the lab's components/talos folder, where the lab's controllers look for the cluster."""
-    tools = built_tools("TURNKEY_ETCD", "TURNKEY_KUBE_APISERVER", "TURNKEY_KUBE_CONTROLLER_MANAGER",
-                        "TURNKEY_KUBE_SCHEDULER", "TURNKEY_KWOK", "TURNKEY_KUBECTL", "TURNKEY_FLUX_MANIFESTS",
-                        "TURNKEY_SOURCE_CONTROLLER", "TURNKEY_HELM_CONTROLLER", "TURNKEY_LAB_CHARTS")
+    tools = {**loop_tools(), **built_tools("TURNKEY_FLUX_MANIFESTS", "TURNKEY_SOURCE_CONTROLLER",
+                                           "TURNKEY_HELM_CONTROLLER", "TURNKEY_LAB_CHARTS")}
     from turnkey_lab import pki  # noqa: PLC0415
     from turnkey_lab.state import Lab  # noqa: PLC0415
 
@@ -75,12 +74,7 @@ def release_lab(twin_binary, talosctl, tmp_path_factory):  # noqa: F811
                      interval=1)
             cluster.apply(CNI)
             # The tree of the lab inventory, its charts from this lab's repository.
-            tree = Tree(tmp_path_factory.mktemp("authentik-tree"), "lab", {"set": {
-                "vault": {"deploy": "external", "address": f"https://{NET}.0.2:8200", "ca_path": "@CA@"},
-                "charts": {"repository_url": URL, "ca_path": str(lab.root / "pki" / "ca.pem")},
-                "hetzner": {"token": HCLOUD_TOKEN}}})
-            tree.make_store()
-            tree.rendered()
+            tree = lab_tree(tmp_path_factory.mktemp("authentik-tree"), lab.root, NET)
             lab.run("up", "--components", "charts,source-controller,helm-controller", "--profile", "fast")
             cluster.run("apply", "--server-side", "-f", str(Path(tools["TURNKEY_FLUX_MANIFESTS"]) / "install.yaml"))
             for controller in ("source-controller", "helm-controller"):

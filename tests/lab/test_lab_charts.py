@@ -57,6 +57,18 @@ def secret_refs(pod_spec: dict) -> set[tuple[str, str]]:
     return refs
 
 
+def lab_tree(folder: Path, lab_root: Path, net: str) -> Tree:
+    """The lab inventory's tree rendered by role platform_tree with its charts from the chart repository of the lab on
+    `net` (its address and CA) and the lab's OpenBao as the external Vault."""
+    tree = Tree(folder, "lab", {"set": {
+        "vault": {"deploy": "external", "address": f"https://{net}.0.2:8200", "ca_path": "@CA@"},
+        "charts": {"repository_url": f"https://{net}.0.13:8443", "ca_path": str(lab_root / "pki" / "ca.pem")},
+        "hetzner": {"token": HCLOUD_TOKEN}}})
+    tree.make_store()
+    tree.rendered()
+    return tree
+
+
 @pytest.fixture(scope="module")
 def charts_lab(tmp_path_factory):
     """One lab state folder for the module (each test starts and stops it with its components), and the lab
@@ -68,13 +80,7 @@ def charts_lab(tmp_path_factory):
     with isolated_labs(tmp_path_factory) as make:
         lab = make(NET)
         pki.ensure_ca(Lab.at(lab.root, NET))
-        tree = Tree(tmp_path_factory.mktemp("charts-tree"), "lab", {"set": {
-            "vault": {"deploy": "external", "address": f"https://{NET}.0.2:8200", "ca_path": "@CA@"},
-            "charts": {"repository_url": URL, "ca_path": str(lab.root / "pki" / "ca.pem")},
-            "hetzner": {"token": HCLOUD_TOKEN}}})
-        tree.make_store()
-        tree.rendered()
-        yield lab, tree
+        yield lab, lab_tree(tmp_path_factory.mktemp("charts-tree"), lab.root, NET)
 
 
 def tree_objects(tree) -> tuple[dict, list, dict]:
