@@ -1,0 +1,230 @@
+"""playbooks/verify.yml through the real ansible-playbook on a lab of the real OpenBao, the real PowerDNS primary
+and secondary and the Authentik twin (net 127.118, its own state folder and store, brought down in the finalizer).
+The zone is made by role dns_zone from the same records layer 03 derives; Authentik's group, users, provider and
+application by the authentik_* modules with the store's client secret and passwords. There is no cluster here, so
+the test (only the test) sets verify_cluster: false: the cluster checks are reported skipped and the logins take
+the client secret from the store.
+
+Healthy: every check ok, the logins in real headless Chromium with screenshots, changed=0, the same in check mode.
+Broken: a name the secondary does not have (its zone cut off from the primary), and a password the store rotated
+behind Authentik's back: the play fails naming exactly those two, and every other check still ran and passed.
+One test made of steps, in order: each step starts from what the previous one left."""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+
+import pytest
+import requests
+import yaml
+
+from tests.lab.test_lab_pdns import require_pdns
+from tests.lab.test_sso_login_check import need_browser
+from tests.playbook_runner import recap, run_playbook
+from tests.store_access import open_store
+
+pytestmark = pytest.mark.lab
+
+NET = "127.118"
+BASE = f"https://{NET}.0.20:9443"
+PRIMARY, SECONDARY = f"{NET}.0.18", f"{NET}.0.19"
+ZONE = "verify.turnkey.test"
+INGRESS, API_VIP = "127.2.3.2", "127.2.3.1"
+CALLBACK = f"https://grafana.{ZONE}/login/generic_oauth"
+STORE_NAMES = ("sso_client_secret_grafana", "sso_password_turnkey_admin", "sso_password_turnkey_viewer")
+SCOPES = [f"goauthentik.io/providers/oauth2/scope-{scope}" for scope in ("openid", "email", "profile")]
+HEALTHY = {
+    "cluster": "skipped", "vault": "ok", f"dns api.{ZONE} A": "ok", f"dns grafana.{ZONE} A": "ok",
+    "certificate authentik": "ok", "certificate vault": "ok",
+    "sso grafana as turnkey-admin (admin)": "ok", "sso grafana as turnkey-viewer (not admin)": "ok"}
+
+
+class World:
+    def __init__(self, handle, tmp):
+        self.handle, self.tmp = handle, tmp
+        creds = handle.json("credentials.json")
+        self.token, self.ca = creds["authentik"]["token"], str(handle.root / "pki" / "ca.pem")
+        self.keys = creds["pdns"]["api_key"], creds["pdns-secondary"]["api_key"]
+        self.password = (handle.root / "vault-password").read_text().strip()
+        self.state = tmp / "state"
+        self.report_dir = self.state / "verify"
+        self.env = {"TURNKEY_STATE_DIR": str(self.state), "TURNKEY_VAULT_PASSWORD": self.password,
+                    "AUTHENTIK_URL": BASE, "AUTHENTIK_TOKEN": self.token}
+        self.spec = {
+            "cluster_name": "verify", "cluster_domain": ZONE,
+            "cluster_network": {"api_vip": API_VIP, "lb_pools": [{"name": "ingress", "addresses": INGRESS}]},
+            "authentik": {"url": BASE, "ca_path": self.ca},
+            "sso_users": [{"name": "turnkey-admin", "email": "admin@example.com", "groups": ["grafana-admins"]},
+                          {"name": "turnkey-viewer", "email": "viewer@example.com", "groups": ["grafana-viewers"]}],
+            "sso_apps": [{"name": "grafana", "redirect_uris": [CALLBACK], "admin_group": "grafana-admins",
+                          "groups": ["grafana-admins", "grafana-viewers"]},
+                         # disabled: neither its host nor its login is checked
+                         {"name": "wiki", "enabled": False, "redirect_uris": [f"https://wiki.{ZONE}/cb"]}],
+            "dns": {"zone": ZONE, "api_url": f"http://{PRIMARY}:8081", "validate_certs": False,
+                    "nameservers": [{"name": f"ns1.{ZONE}", "address": PRIMARY},
+                                    {"name": f"ns2.{ZONE}", "address": SECONDARY}],
+                    "secondary": {"api_url": f"http://{SECONDARY}:8081", "masters": [PRIMARY]}},
+            "vault": {"address": handle.json("endpoints.json")["components"]["openbao"]["url"], "ca_path": self.ca},
+            "secrets_store": {"path": str(tmp / "secrets"), "vault_password_env": "TURNKEY_VAULT_PASSWORD"},
+            # only in this test: there is no cluster
+            "verify_cluster": False,
+        }
+        self.runs = 0
+
+    def inventory(self, **overrides):
+        path = self.tmp / f"hosts{self.runs}.yml"
+        path.write_text(yaml.safe_dump({"all": {
+            "hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}},
+            "vars": {**self.spec, **overrides}}}))
+        return str(path)
+
+    def secrets(self):
+        store = open_store(self.tmp / "secrets", self.password)
+        return [store.read(name)["data"]["value"] for name in STORE_NAMES if store.read(name)]
+
+    def play(self, playbook, *args, **overrides):
+        self.runs += 1
+        run = run_playbook("-i", self.inventory(**overrides), *args, playbook=playbook, env=self.env, timeout=900)
+        for secret in (self.token, *self.keys, *self.secrets()):
+            assert secret not in run.stdout + run.stderr, "a secret was printed"
+        return run
+
+    def setup(self, tasks):
+        playbook = self.tmp / f"setup{self.runs}.yml"
+        playbook.write_text(yaml.safe_dump([{"name": "setup", "hosts": "localhost", "gather_facts": False,
+                                             "tasks": tasks}], sort_keys=False))
+        run = self.play(str(playbook))
+        assert run.returncode == 0, run.stdout[-4000:]
+
+    def verify(self, *args, **overrides):
+        run = self.play("playbooks/verify.yml", *args, **overrides)
+        report = json.loads((self.report_dir / "report.json").read_text())
+        for secret in (self.token, *self.keys, *self.secrets()):
+            assert secret not in json.dumps(report) + (self.report_dir / "report.html").read_text()
+        return run, report, {check["component"]: check for check in report["checks"]}
+
+    def pdns(self, api, method, path, body=None):
+        url, key = (f"http://{PRIMARY}:8081", self.keys[0]) if api == "primary" else (f"http://{SECONDARY}:8081",
+                                                                                        self.keys[1])
+        answer = requests.request(method, f"{url}/api/v1/servers/localhost/zones/{ZONE}.{path}", json=body,
+                                  headers={"X-API-Key": key}, timeout=10)
+        assert answer.status_code < 300, answer.text
+
+
+def store_secret(name, **options):
+    return {"name": f"store {name}", "turnkey.cluster.persistent_secret": {
+        "name": name, "type": "token", "length": 40, "store_path": "{{ secrets_store.path }}",
+        "vault_password_env": "TURNKEY_VAULT_PASSWORD", **options}}
+
+
+def stored(name):
+    return "{{ lookup('turnkey.cluster.persistent_secret', '%s', field='value') }}" % name
+
+
+def authentik(module, **options):
+    return {"name": f"authentik {module}", f"turnkey.cluster.authentik_{module}": {"ca_path": "{{ authentik.ca_path }}",
+                                                                                  **options}}
+
+
+SETUP = [
+    *(store_secret(name) for name in STORE_NAMES),
+    {"name": "zone", "ansible.builtin.include_role": {"name": "turnkey.cluster.dns_zone"}, "vars": {
+        "dns_zone_name": "{{ dns.zone }}", "dns_zone_api_url": "{{ dns.api_url }}",
+        "dns_zone_api_key": "{{ lookup('env', 'PDNS_KEY') }}", "dns_zone_validate_certs": False,
+        "dns_zone_nameservers": "{{ dns.nameservers }}",
+        "dns_zone_records": "{{ dns | turnkey.cluster.dns_records(cluster_network, authentik, sso_apps, dns.zone) }}",
+        "dns_zone_secondary_api_url": "{{ dns.secondary.api_url }}",
+        "dns_zone_secondary_api_key": "{{ lookup('env', 'PDNS_SECONDARY_KEY') }}",
+        "dns_zone_secondary_validate_certs": False, "dns_zone_secondary_masters": "{{ dns.secondary.masters }}"}},
+    authentik("group", name="grafana-admins"),
+    authentik("group", name="grafana-viewers"),
+    authentik("user", username="turnkey-admin", name="turnkey-admin", email="admin@example.com",
+              groups=["grafana-admins"], password=stored("sso_password_turnkey_admin")),
+    authentik("user", username="turnkey-viewer", name="turnkey-viewer", email="viewer@example.com",
+              groups=["grafana-viewers"], password=stored("sso_password_turnkey_viewer")),
+    authentik("scope_mapping", name="turnkey groups", scope_name="groups", description="Your groups",
+              expression="return {'groups': [group.name for group in request.user.ak_groups.all()]}"),
+    authentik("oauth2_provider", name="grafana", client_id="grafana", client_secret=stored("sso_client_secret_grafana"),
+              redirect_uris=[{"url": CALLBACK}], authorization_flow="default-provider-authorization-explicit-consent",
+              invalidation_flow="default-provider-invalidation-flow", signing_key="authentik Self-signed Certificate",
+              issuer_mode="per_provider", property_mappings=[*SCOPES, "turnkey groups"]),
+    authentik("application", slug="grafana", name="Grafana", provider="grafana"),
+]
+
+
+@pytest.fixture
+def world(make_lab, tmp_path):
+    require_pdns()
+    need_browser()
+    handle = make_lab(NET)
+    handle.run("up", "--profile", "fast", "--components", "openbao,pdns,pdns-secondary,authentik")
+    world = World(handle, tmp_path)
+    world.env.update({"PDNS_KEY": world.keys[0], "PDNS_SECONDARY_KEY": world.keys[1]})
+    return world
+
+
+def is_png(path):
+    data = path.read_bytes()
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_verify_playbook(world):
+    world.setup(SETUP)
+
+    # Healthy: every check passes, the report says so, nothing changed.
+    run, report, checks = world.verify()
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert {name: check["status"] for name, check in checks.items()} == HEALTHY, report
+    assert recap(run.stdout)["localhost"]["changed"] == 0
+    assert report["passed"] is True and report["failed"] == [] and report["check_mode"] is False
+    assert "verify passed: 7 checks ok, skipped: cluster" in run.stdout
+    assert checks["vault"]["detail"].startswith("unsealed")
+    grafana_dns = checks[f"dns grafana.{ZONE} A"]["detail"]
+    assert grafana_dns == f"primary {PRIMARY}:53: {INGRESS}; secondary {SECONDARY}:53: {INGRESS}"
+    assert "days left" in checks["certificate authentik"]["detail"]
+    admin, viewer = checks["sso grafana as turnkey-admin (admin)"], checks["sso grafana as turnkey-viewer (not admin)"]
+    assert "groups: grafana-admins" in admin["detail"] and "groups: grafana-viewers" in viewer["detail"]
+    for check in (admin, viewer):
+        assert is_png(world.report_dir / check["screenshot"])
+        assert stat.S_IMODE((world.report_dir / check["screenshot"]).stat().st_mode) == 0o600
+    html = (world.report_dir / "report.html").read_text()
+    assert f'href="{admin["screenshot"]}"' in html and "passed" in html
+    assert stat.S_IMODE(world.report_dir.stat().st_mode) == 0o700
+    for name in ("report.json", "report.html"):
+        assert stat.S_IMODE((world.report_dir / name).stat().st_mode) == 0o600
+
+    # Check mode runs every check the same (nothing is skipped) and still writes the report.
+    run, report, checks = world.verify("--check", "--diff")
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert {name: check["status"] for name, check in checks.items()} == HEALTHY and report["check_mode"] is True
+    assert recap(run.stdout)["localhost"]["changed"] == 0
+
+    # A certificate with fewer days left than asked is a warning, which does not fail verify.
+    run, report, checks = world.verify(verify_cert_warn_days=100000)
+    assert run.returncode == 0 and checks["certificate vault"]["status"] == "warning", report
+    assert "renew it" in checks["certificate vault"]["detail"]
+
+    # Broken: the secondary is cut off from its primary, then a record is added on the primary only; the store
+    # rotates the viewer's password, which Authentik does not know.
+    world.pdns("secondary", "PUT", "", {"masters": [f"{NET}.0.77"]})
+    world.pdns("primary", "PATCH", "", {"rrsets": [{
+        "name": f"extra.{ZONE}.", "type": "A", "ttl": 300, "changetype": "REPLACE",
+        "records": [{"content": "127.2.3.9", "disabled": False}]}]})
+    world.setup([store_secret("sso_password_turnkey_viewer", rotate=True)])
+    dns = {**world.spec["dns"], "records": [{"name": "extra", "type": "A", "content": "127.2.3.9"}]}
+    run, report, checks = world.verify(dns=dns)
+    broken = [f"dns extra.{ZONE} A", "sso grafana as turnkey-viewer (not admin)"]
+    assert run.returncode != 0 and report["passed"] is False and report["failed"] == broken, report
+    assert f"verify failed: {', '.join(broken)}." in run.stdout
+    extra = checks[f"dns extra.{ZONE} A"]["detail"]
+    assert extra.startswith("wrong or missing on secondary (expected 127.2.3.9)"), extra
+    assert f"primary {PRIMARY}:53: 127.2.3.9" in extra and f"secondary {SECONDARY}:53: NXDOMAIN" in extra
+    viewer = checks["sso grafana as turnkey-viewer (not admin)"]
+    assert "failed at step login" in viewer["detail"] and "turnkey-viewer" in viewer["detail"], viewer
+    assert is_png(world.report_dir / viewer["screenshot"])  # the page that refused the login
+    # every other check still ran, after the failures too
+    assert {name: check["status"] for name, check in checks.items() if name not in broken} == {
+        name: status for name, status in HEALTHY.items() if name not in broken}
+    assert recap(run.stdout)["localhost"]["changed"] == 0
