@@ -365,20 +365,6 @@ def check_cluster(errors, spec):
     if mirror and not re.match(r"^(https://|oci://)[^\s/]+", mirror):
         errors.add("charts.repository_url", "%r is not an https:// Helm repository or an oci:// registry" % mirror,
                    "write it like https://charts.example.com or oci://registry.example.com/charts")
-    seen = set()
-    for index, app in enumerate(spec.get("sso_apps") or []):
-        field = "sso_apps[%d]" % index
-        if app.get("name") in seen:
-            errors.add(field + ".name", "application %r is listed twice" % app.get("name"), "list each app once")
-        seen.add(app.get("name"))
-        if not DNS_LABEL.match(str(app.get("name", ""))):
-            errors.add(field + ".name", "%r is not a slug" % app.get("name"), "use lower-case letters, digits and '-'")
-        for uri_index, uri in enumerate(app.get("redirect_uris") or []):
-            if not str(uri).startswith("https://"):
-                errors.add("%s.redirect_uris[%d]" % (field, uri_index), "%r is not an https URL" % uri,
-                           "OIDC redirects must use https")
-
-
 EXTENSION = re.compile(r"^[a-z0-9-]+/[a-z0-9.-]+$")
 
 
@@ -528,6 +514,8 @@ def check_vault(errors, spec, layer):
         errors.add("vault.key_threshold", "%s of %s key shares: need 1 <= key_threshold <= key_shares <= 20"
                    % (threshold, shares), "for example key_shares: 5 and key_threshold: 3")
     tokens = {str(token.get("name")) for token in (spec.get("secrets_store") or {}).get("tokens") or []}
+    tokens |= {entry["name"] for entry in sso_store_secrets(spec.get("sso_apps"), spec.get("sso_users"),
+                                                             spec.get("authentik"), spec.get("dns"))}
     seen = set()
     for index, secret in enumerate(vault.get("kv_secrets") or []):
         field = "vault.kv_secrets[%d]" % index
@@ -542,6 +530,160 @@ def check_vault(errors, spec, layer):
             errors.add(field + ".name",
                        "%r is not a secret of the store (secrets_store.tokens)" % (secret.get("name"),),
                        "add it to secrets_store.tokens so layer 00 generates it once, or fix the name")
+
+
+# Single sign-on (layer 03, docs/sso.md): the generate-once secrets the spec implies and the rules of its fields.
+# The names are fixed: layer 00 generates them, layer 02 puts them into Vault and the cluster, layer 03 uses them.
+SSO_NAME = re.compile(r"^[a-z0-9-]+$")
+# (store name, length, kv path, kv key) of Authentik's own secrets; the bootstrap token is the playbook's API token.
+AUTHENTIK_SECRETS = (("authentik_bootstrap_token", 64, "authentik/bootstrap", "token"),
+                     ("authentik_bootstrap_password", 32, "authentik/bootstrap-password", "password"),
+                     ("authentik_secret_key", 64, "authentik/secret-key", "secret_key"),
+                     ("authentik_postgres_password", 32, "authentik/postgres-password", "password"))
+SSO_CLIENT_SECRET_LENGTH, SSO_PASSWORD_LENGTH, PDNS_API_KEY_LENGTH = 64, 32, 32
+
+
+def sso_store_name(prefix, name):
+    """sso_client_secret_<app> / sso_password_<user>: the name with '-' as '_'."""
+    return prefix + str(name).replace("-", "_")
+
+
+def sso_oidc_apps(apps):
+    """The enabled apps that get an OIDC client (type oidc, the default)."""
+    return [app for app in apps or [] if app.get("enabled", True) and app.get("type", "oidc") == "oidc"]
+
+
+def sso_store_secrets(apps, users, authentik, dns=None):
+    """The store entries (name, length, type) the spec implies, in a stable order."""
+    entries = [(name, length) for name, length, _path, _key in AUTHENTIK_SECRETS] if authentik else []
+    if dns:
+        entries.append(("pdns_api_key", PDNS_API_KEY_LENGTH))
+    entries += [(sso_store_name("sso_client_secret_", app.get("name")), SSO_CLIENT_SECRET_LENGTH)
+                for app in sso_oidc_apps(apps)]
+    entries += [(sso_store_name("sso_password_", user.get("name")), SSO_PASSWORD_LENGTH) for user in users or []]
+    return [{"name": name, "length": length, "type": "token"} for name, length in entries]
+
+
+def sso_kv_secrets(apps, authentik):
+    """The Vault kv entries (name, path, key) of the derived secrets (docs/sso.md)."""
+    entries = [{"name": name, "path": path, "key": key}
+               for name, _length, path, key in AUTHENTIK_SECRETS] if authentik else []
+    return entries + [{"name": sso_store_name("sso_client_secret_", app.get("name")),
+                       "path": "sso/%s" % app.get("name"), "key": "client_secret"} for app in sso_oidc_apps(apps)]
+
+
+def merge_by_name(given, derived):
+    """The operator's entries as given, then the derived ones whose name they do not already have."""
+    names = {entry.get("name") for entry in given or []}
+    return list(given or []) + [entry for entry in derived if entry["name"] not in names]
+
+
+def _host(url):
+    match = re.match(r"^https://([^/:?#]+)", str(url or ""))
+    return match.group(1).lower() if match else None
+
+
+def _check_sso_app(errors, field, app, groups):
+    name = app.get("name")
+    if not SSO_NAME.match(str(name or "")):
+        errors.add(field + ".name", "%r is not a slug" % (name,), "use lower-case letters, digits and '-'")
+    if app.get("type", "oidc") not in ("oidc", "proxy"):
+        errors.add(field + ".type", "%r is not oidc or proxy" % (app.get("type"),),
+                   "use oidc (an OIDC client) or proxy (forward auth through the outpost)")
+    if not app.get("redirect_uris"):
+        errors.add(field + ".redirect_uris", "the list is empty",
+                   "list the app's callback URL(s); the first one's host is the app's host name")
+    admin = app.get("admin_group")
+    if admin is not None and admin not in groups:
+        errors.add(field + ".admin_group", "%r is not one of the app's groups %s" % (admin, sorted(groups)),
+                   "add it to sso_apps[].groups or name one of them")
+    policies = app.get("vault_policies")
+    if policies and name != "vault":
+        errors.add(field + ".vault_policies", "only the app named vault maps groups to Vault policies (this is %r)"
+                   % (name,), "remove vault_policies here, or put them on the app vault")
+    elif policies:
+        for group in sorted(set(policies) - set(groups)):
+            errors.add(field + ".vault_policies", "group %r is not one of the app's groups %s"
+                       % (group, sorted(groups)), "map only groups listed in sso_apps[].groups")
+
+
+def check_sso(errors, spec):
+    """The SSO apps, users and groups fit together, and Authentik is reached over https."""
+    apps, users = spec.get("sso_apps") or [], spec.get("sso_users") or []
+    seen, owners, known_groups = set(), {}, set(spec.get("sso_groups") or [])
+    for index, app in enumerate(apps):
+        field = "sso_apps[%d]" % index
+        if app.get("name") in seen:
+            errors.add(field + ".name", "application %r is listed twice" % app.get("name"), "list each app once")
+        seen.add(app.get("name"))
+        groups = set(app.get("groups") or [])
+        known_groups |= groups
+        _check_sso_app(errors, field, app, groups)
+        for uri_index, uri in enumerate(app.get("redirect_uris") or []):
+            uri_field = "%s.redirect_uris[%d]" % (field, uri_index)
+            if not str(uri).startswith("https://"):
+                errors.add(uri_field, "%r is not an https URL" % uri, "OIDC redirects must use https")
+            elif uri in owners:
+                errors.add(uri_field, "%r is already a redirect URI of %s" % (uri, owners[uri]),
+                           "give every app its own callback URLs")
+            owners.setdefault(uri, "sso_apps[%d] (%s)" % (index, app.get("name")))
+    names = set()
+    for index, user in enumerate(users):
+        field = "sso_users[%d]" % index
+        name = user.get("name")
+        if not SSO_NAME.match(str(name or "")):
+            errors.add(field + ".name", "%r is not a user name of lower-case letters, digits and '-'" % (name,),
+                       "rename the user; its password is kept in the store as sso_password_<name>")
+        elif name in names:
+            errors.add(field + ".name", "user %r is listed twice" % name, "list each user once")
+        names.add(name)
+        if not str(user.get("email") or "").strip():
+            errors.add(field + ".email", "the user %r has no email" % (name,), "set the user's email address")
+        for group in user.get("groups") or []:
+            if group not in known_groups:
+                errors.add(field + ".groups", "group %r is neither an app's group nor in sso_groups" % (group,),
+                           "add it to an app's groups or to sso_groups, so layer 03 creates it")
+    authentik = spec.get("authentik") or {}
+    if (users or any(app.get("enabled", True) for app in apps)) and not authentik:
+        errors.add("authentik", "sso_apps or sso_users are set but authentik is not",
+                   "add authentik.url (Authentik's https base URL, docs/spec.md)")
+    elif authentik and not str(authentik.get("url") or "").startswith("https://"):
+        errors.add("authentik.url", "%r is not an https URL" % (authentik.get("url"),),
+                   "write it like https://auth.example.com; logins and tokens never travel in clear")
+
+
+def check_dns(errors, spec):
+    """The zone holds every host the spec names; a secondary is fully described. Its API key must be named; an
+    empty value (the lab's, read from a running lab) is refused by role dns_zone when layer 03 uses it."""
+    dns = spec.get("dns") or {}
+    if not dns:
+        return
+    zone = str(dns.get("zone") or spec.get("cluster_domain") or "").lower().rstrip(".")
+    if not DNS_NAME.match(zone):
+        errors.add("dns.zone", "%r is not a DNS name with at least two labels" % (zone,),
+                   "write it like example.com (default: cluster_domain)")
+        return
+    # An app is reached by its host name, which the zone's records make; an Authentik named by an IP address
+    # (as in the lab) gets no record, so only a named Authentik must lie in the zone.
+    hosts = [("sso_apps[%d].redirect_uris[0]" % index, _host((app.get("redirect_uris") or [""])[0]))
+             for index, app in enumerate(spec.get("sso_apps") or []) if app.get("enabled", True)]
+    hosts.append(("authentik.url", _host((spec.get("authentik") or {}).get("url"))))
+    for field, host in hosts:
+        if host and _address(host) is None and host != zone and not host.endswith("." + zone):
+            errors.add(field, "the host %s is not inside the zone %s" % (host, zone),
+                       "use a host name under %s, or set dns.zone to the domain that holds it" % zone)
+    secondary = dns.get("secondary") or {}
+    if secondary:
+        for key in ("api_url", "api_key", "masters"):
+            if secondary.get(key) is None if key == "api_key" else not secondary.get(key):
+                errors.add("dns.secondary." + key, "is not set, and the secondary needs it",
+                           "set dns.secondary.api_url, api_key and masters (the primary's addresses), "
+                           "or remove dns.secondary")
+        for index, master in enumerate(secondary.get("masters") or []):
+            if _address(re.sub(r"^\[(.*)\]:\d+$|^([^:]*):\d+$", r"\1\2", str(master))) is None:
+                errors.add("dns.secondary.masters[%d]" % index, "%r is not an IP address" % (master,),
+                           "list the primary's addresses (with :port when not 53) the secondary transfers the "
+                           "zone from")
 
 
 def validate(spec, nodes, layer, environ=None):
@@ -561,6 +703,8 @@ def validate(spec, nodes, layer, environ=None):
     check_talos_image(errors, spec.get("talos_image") or {})
     check_hybrid(errors, spec, nodes)
     check_vault(errors, spec, layer)
+    check_sso(errors, spec)
+    check_dns(errors, spec)
     providers = {p for node in nodes for p in node.get("providers") or []}
     check_credentials(errors, spec, layer, environ, providers)
     return list(errors)

@@ -18,6 +18,11 @@ from tests.store_access import open_store
 from tests.tools import built_tools
 
 NAMES = ("sealed_secrets", "flux_deploy_key", "authentik_bootstrap_token", "talos_secrets")
+# What the lab spec's authentik, dns, sso_apps and sso_users imply (filter turnkey.cluster.sso_secrets), not listed
+# in secrets_store.tokens: layer 00 generates them too.
+DERIVED = ("authentik_bootstrap_password", "authentik_secret_key", "authentik_postgres_password", "pdns_api_key",
+           "sso_client_secret_grafana", "sso_client_secret_vault", "sso_password_turnkey_admin",
+           "sso_password_turnkey_viewer")
 # The store on its own: no lab runs here, and with Proxmox nodes layer 00 would also make the Proxmox CSI
 # token over the API (tests/integration/proxmox/test_proxmox_access.py covers that on a lab). So the one
 # control plane is a Hetzner server and the Proxmox nodes are gone.
@@ -42,7 +47,7 @@ def digests(store_dir):
 def secret_fragments(store):
     """Pieces of every secret value that must never reach the output."""
     fragments = []
-    for name in NAMES:
+    for name in NAMES + DERIVED:
         data = store.read(name)["data"]
         for key, value in data.items():
             if key in ("certificate", "public_key"):
@@ -60,7 +65,7 @@ def test_generated_once_rerun_unchanged_and_never_printed(lab_inventory):
     store_dir = inventory / "secrets"
     assert stat.S_IMODE(store_dir.stat().st_mode) == 0o700
     files = sorted(store_dir.glob("*.vault.yml"))
-    assert [path.name for path in files] == sorted(name + ".vault.yml" for name in NAMES)
+    assert [path.name for path in files] == sorted(name + ".vault.yml" for name in NAMES + DERIVED)
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert path.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
@@ -104,7 +109,10 @@ def test_secret_shapes(lab_inventory):
 
     token = store.read("authentik_bootstrap_token")["data"]["value"]
     assert len(token) == 64 and token.isalnum()
-    assert {record["version"] for record in map(store.read, NAMES)} == {1}
+    lengths = {name: len(store.read(name)["data"]["value"]) for name in DERIVED}
+    assert lengths == {**dict.fromkeys(DERIVED, 32), "authentik_secret_key": 64, "sso_client_secret_grafana": 64,
+                       "sso_client_secret_vault": 64}
+    assert {record["version"] for record in map(store.read, NAMES + DERIVED)} == {1}
 
 
 def test_check_mode_reports_and_writes_nothing(lab_inventory):

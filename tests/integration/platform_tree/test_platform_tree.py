@@ -18,6 +18,7 @@ import jsonschema
 import pytest
 import yaml
 
+from ansible_collections.turnkey.cluster.plugins.filter.sso_secrets import sso_secrets
 from tests.integration.platform_tree.conftest import CSI_SECRET, HCLOUD_TOKEN, RENDERS, Tree, crd_index, recap
 from tests.tools import built_tools
 
@@ -226,13 +227,17 @@ def test_annotations_and_labels_stay_strings_whatever_a_setting_looks_like(tree)
 
 
 def test_each_store_secret_for_vault_is_synced_into_its_apps_namespace(tree):
-    """vault.kv_secrets -> one ExternalSecret in the namespace its kv path starts with, behind app-secrets."""
-    wanted = tree.spec()["vault"]["kv_secrets"]
-    assert wanted
+    """vault.kv_secrets and the derived authentik/* entries (filter sso_secrets; the sso/<app> ones are the sso-apps
+    slot's) -> one ExternalSecret in the namespace its kv path starts with, behind app-secrets."""
+    spec = tree.spec()
+    derived = sso_secrets((spec.get("sso_apps"), spec.get("sso_users"), spec.get("authentik")), "kv",
+                          spec["vault"]["kv_secrets"])
+    wanted = [secret for secret in derived if not secret["path"].startswith("sso/")]
+    assert {name for name, _key in AUTHENTIK_SECRETS.values()} <= {s["name"].replace("_", "-") for s in wanted}
     folder = tree.dest / "platform" / "app-secrets"
     synced = [doc for doc in documents(kubectl_kustomize(folder)) if doc["kind"] == "ExternalSecret"]
     assert len(synced) == len(wanted)
-    for secret, doc in zip(sorted(wanted, key=lambda s: (s["path"], s["name"])),
+    for secret, doc in zip(sorted(wanted, key=lambda s: (s["path"].split("/")[0], s["name"].replace("_", "-"))),
                            sorted(synced, key=lambda d: (d["metadata"]["namespace"], d["metadata"]["name"])),
                            strict=True):
         assert doc["metadata"]["namespace"] == secret["path"].split("/")[0]
@@ -279,6 +284,10 @@ def test_the_authentik_slot_releases_authentik_with_its_secrets_by_reference_onl
     assert not values["authentik"].get("secret_key") and not values["authentik"]["postgresql"].get("password")
     assert values["postgresql"]["auth"]["existingSecret"] == "authentik-postgres-password"
     assert "password" not in values["postgresql"]["auth"]
+    # Each of them is a Secret app-secrets syncs into namespace authentik (the derived entries of filter sso_secrets).
+    synced = {(doc["metadata"]["namespace"], doc["spec"]["target"]["name"], doc["spec"]["data"][0]["secretKey"])
+              for doc in documents(kubectl_kustomize(tree.dest / "platform" / "app-secrets"))}
+    assert {("authentik", name, key) for name, key in AUTHENTIK_SECRETS.values()} <= synced
 
     host = {"lab": "auth.lab.turnkey.test", "example": "sso.homelab.turnkey.dev"}[tree.name]
     ingress = values["server"]["ingress"]

@@ -1,0 +1,81 @@
+"""The generate-once secrets and Vault kv entries the SSO spec implies (filter turnkey.cluster.sso_secrets)."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.turnkey.cluster.plugins.filter.sso_secrets import sso_secrets
+
+APPS = [{"name": "grafana", "redirect_uris": ["https://grafana.example.com/login/generic_oauth"]},
+        {"name": "my-wiki", "type": "oidc", "redirect_uris": ["https://wiki.example.com/cb"]},
+        {"name": "dashboard", "type": "proxy", "redirect_uris": ["https://dash.example.com/"]},
+        {"name": "harbor", "enabled": False, "redirect_uris": ["https://harbor.example.com/c/oidc/callback"]}]
+USERS = [{"name": "turnkey-admin", "email": "admin@example.com"}, {"name": "viewer", "email": "v@example.com"}]
+AUTHENTIK = {"url": "https://auth.example.com"}
+DNS = {"zone": "example.com"}
+AUTHENTIK_STORE = ["authentik_bootstrap_token", "authentik_bootstrap_password", "authentik_secret_key",
+                   "authentik_postgres_password"]
+
+
+def names(entries):
+    return [entry["name"] for entry in entries]
+
+
+def test_store_entries_follow_the_spec():
+    entries = sso_secrets((APPS, USERS, AUTHENTIK, DNS), "store")
+    # Enabled OIDC apps only (not the proxy app, not the disabled one); '-' becomes '_'.
+    assert names(entries) == AUTHENTIK_STORE + ["pdns_api_key", "sso_client_secret_grafana",
+                                                 "sso_client_secret_my_wiki", "sso_password_turnkey_admin",
+                                                 "sso_password_viewer"]
+    assert {entry["type"] for entry in entries} == {"token"}
+    lengths = {entry["name"]: entry["length"] for entry in entries}
+    assert lengths["authentik_bootstrap_token"] == 64 and lengths["authentik_secret_key"] == 64
+    assert lengths["sso_client_secret_grafana"] == 64 and lengths["sso_password_viewer"] == 32
+    assert lengths["pdns_api_key"] == 32 and lengths["authentik_postgres_password"] == 32
+
+
+def test_without_authentik_or_dns_none_of_their_secrets():
+    assert names(sso_secrets(([], [], {}), "store")) == []
+    assert names(sso_secrets((APPS[:1], [], None, {}), "store")) == ["sso_client_secret_grafana"]
+    assert names(sso_secrets(([], [], AUTHENTIK), "store")) == AUTHENTIK_STORE
+
+
+def test_the_operators_tokens_come_first_and_win_by_name():
+    given = [{"name": "authentik_bootstrap_token", "length": 48}, {"name": "grafana_admin", "length": 20}]
+    entries = sso_secrets((APPS[:1], [], AUTHENTIK), "store", given)
+    assert entries[:2] == given
+    assert names(entries).count("authentik_bootstrap_token") == 1
+    assert names(entries)[2:] == AUTHENTIK_STORE[1:] + ["sso_client_secret_grafana"]
+    # The lab inventory lists the bootstrap token without authentik: it keeps working.
+    assert sso_secrets(([], [], {}), "store", given[:1]) == given[:1]
+
+
+def test_kv_entries_follow_the_contract_table():
+    entries = sso_secrets((APPS, USERS, AUTHENTIK), "kv")
+    assert entries == [
+        {"name": "authentik_bootstrap_token", "path": "authentik/bootstrap", "key": "token"},
+        {"name": "authentik_bootstrap_password", "path": "authentik/bootstrap-password", "key": "password"},
+        {"name": "authentik_secret_key", "path": "authentik/secret-key", "key": "secret_key"},
+        {"name": "authentik_postgres_password", "path": "authentik/postgres-password", "key": "password"},
+        {"name": "sso_client_secret_grafana", "path": "sso/grafana", "key": "client_secret"},
+        {"name": "sso_client_secret_my_wiki", "path": "sso/my-wiki", "key": "client_secret"}]
+
+
+def test_an_operators_kv_entry_with_the_same_name_wins():
+    given = [{"name": "authentik_bootstrap_token", "path": "authentik/bootstrap", "key": "token"},
+             {"name": "authentik_secret_key", "path": "authentik/key", "key": "value"}]
+    entries = sso_secrets((APPS[:1], USERS, AUTHENTIK), "kv", given)
+    assert entries[:2] == given
+    assert names(entries) == ["authentik_bootstrap_token", "authentik_secret_key", "authentik_bootstrap_password",
+                              "authentik_postgres_password", "sso_client_secret_grafana"]
+
+
+@pytest.mark.parametrize(("spec", "kind", "message"), [
+    ((APPS, USERS), "store", "the input is"),
+    ({"sso_apps": APPS}, "store", "the input is"),
+    ((APPS, USERS, AUTHENTIK), "vault", "kind 'vault' is not one of store, kv"),
+])
+def test_a_wrong_call_is_named(spec, kind, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        sso_secrets(spec, kind)
