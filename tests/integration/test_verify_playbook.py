@@ -1,29 +1,36 @@
 """playbooks/verify.yml through the real ansible-playbook on a lab of the real OpenBao, the real PowerDNS primary
 and secondary and the Authentik twin (net 127.118, its own state folder and store, brought down in the finalizer).
 The zone is made by role dns_zone from the same records layer 03 derives; Authentik's group, users, provider and
-application by the authentik_* modules with the store's client secret and passwords. There is no cluster here, so
-the test (only the test) sets verify_cluster: false: the cluster checks are reported skipped and the logins take
-the client secret from the store.
+application by the authentik_* modules with the store's client secret and passwords. The cluster is the real etcd +
+kube-apiserver of tests/integration/cluster with the real Flux and External Secrets CRDs; no controller runs there,
+so the test writes the objects' statuses as the controllers would (through the status subresource), and the
+app's Secret <app>-oidc as External Secrets would.
 
-Healthy: every check ok, the logins in real headless Chromium with screenshots, changed=0, the same in check mode.
-Broken: a name the secondary does not have (its zone cut off from the primary), and a password the store rotated
-behind Authentik's back: the play fails naming exactly those two, and every other check still ran and passed.
+Healthy: every check ok, the logins in real headless Chromium with screenshots, changed=0, the same in check mode;
+with verify_cluster: false (a lab without a cluster) the cluster checks are skipped and the logins take the client
+secret from the store. Broken: a name the secondary does not have (its zone cut off from the primary), a password
+the store rotated behind Authentik's back, an ExternalSecret that failed to sync and a Kustomization left on an
+older commit: the play fails naming exactly those four, and every other check still ran and passed.
 One test made of steps, in order: each step starts from what the previous one left."""
 
 from __future__ import annotations
 
 import json
 import stat
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
+from tests.integration.cluster.conftest import control_plane  # noqa: F401  # pylint: disable=unused-import
 from tests.lab.test_lab_pdns import require_pdns
 from tests.lab.test_sso_login_check import need_browser
 from tests.playbook_runner import recap, run_playbook
 from tests.store_access import open_store
+from tests.tools import built_tools
 
 pytestmark = pytest.mark.lab
 
@@ -35,14 +42,111 @@ INGRESS, API_VIP = "127.2.3.2", "127.2.3.1"
 CALLBACK = f"https://grafana.{ZONE}/login/generic_oauth"
 STORE_NAMES = ("sso_client_secret_grafana", "sso_password_turnkey_admin", "sso_password_turnkey_viewer")
 SCOPES = [f"goauthentik.io/providers/oauth2/scope-{scope}" for scope in ("openid", "email", "profile")]
+CRDS = ("gitrepositories.source.toolkit.fluxcd.io", "kustomizations.kustomize.toolkit.fluxcd.io",
+        "helmreleases.helm.toolkit.fluxcd.io", "externalsecrets.external-secrets.io")
 HEALTHY = {
-    "cluster": "skipped", "vault": "ok", f"dns api.{ZONE} A": "ok", f"dns grafana.{ZONE} A": "ok",
-    "certificate authentik": "ok", "certificate vault": "ok",
+    "nodes": "ok", "flux source flux-system/flux-system": "ok", "Kustomization flux-system/platform": "ok",
+    "Kustomization flux-system/apps": "ok", "HelmRelease authentik/authentik": "ok",
+    "ExternalSecret grafana/grafana-oidc": "ok", "vault": "ok", f"dns api.{ZONE} A": "ok",
+    f"dns grafana.{ZONE} A": "ok", "certificate authentik": "ok", "certificate vault": "ok",
     "sso grafana as turnkey-admin (admin)": "ok", "sso grafana as turnkey-viewer (not admin)": "ok"}
 
 
+class Cluster:
+    """The real API server, with the CRDs of the Flux and External Secrets the product runs."""
+
+    def __init__(self, kubeconfig, found):
+        self.kubeconfig, self.kubectl = kubeconfig, found["TURNKEY_KUBECTL"]
+        tools = built_tools("TURNKEY_FLUX_MANIFESTS", "TURNKEY_LAB_CHARTS")
+        flux = yaml.safe_load_all((Path(tools["TURNKEY_FLUX_MANIFESTS"]) / "install.yaml").read_text())
+        charts = sorted(Path(tools["TURNKEY_LAB_CHARTS"]).glob("external-secrets-*.tgz"))
+        eso = yaml.safe_load_all(subprocess.run([found["TURNKEY_HELM"], "template", "external-secrets", str(charts[0])],
+                                                capture_output=True, text=True, check=True).stdout)
+        crds = [doc for doc in (*flux, *eso) if doc and doc["kind"] == "CustomResourceDefinition" and doc["metadata"][
+            "name"] in CRDS]
+        assert len(crds) == len(CRDS), [doc["metadata"]["name"] for doc in crds]
+        self.apply(*crds)
+        self.run("wait", "--for", "condition=established", *(f"crd/{name}" for name in CRDS))
+
+    def run(self, *args, stdin=None):
+        done = subprocess.run([self.kubectl, "--kubeconfig", str(self.kubeconfig), *args], input=stdin,
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def apply(self, *objects):
+        self.run("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(objects))
+
+    def status(self, kind, name, status, namespace=None):
+        """Writes the status a controller would (none runs here)."""
+        self.run("patch", kind, name, *(["-n", namespace] if namespace else []), "--subresource=status",
+                 "--type=merge", "-p", json.dumps({"status": status}))
+
+
+def ready(status="True", reason="Succeeded", message="ready"):
+    return {"type": "Ready", "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": "2026-12-01T00:00:00Z"}
+
+
+def meta(name, namespace=None):
+    return {"name": name, **({"namespace": namespace} if namespace else {})}
+
+
+def obj(api_version, kind, name, namespace=None, **fields):
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta(name, namespace), **fields}
+
+
+def populate(cluster, sha, client_secret):
+    """What a healthy cluster after layers 01-03 holds, as its controllers would report it."""
+    revision = f"main@sha1:{sha}"
+    source = {"kind": "GitRepository", "name": "flux-system"}
+    chart = {"chart": "authentik", "version": "2026.5.6", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}
+    remote = {"key": "sso/grafana", "property": "client_secret"}
+    cluster.apply(*(obj("v1", "Namespace", name) for name in ("flux-system", "authentik", "grafana")))
+    cluster.apply(
+        obj("v1", "Node", "cp-1"),
+        obj("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "flux-system",
+            spec={"interval": "1m", "url": "ssh://git@git.example/cluster.git", "ref": {"branch": "main"}}),
+        *(obj("kustomize.toolkit.fluxcd.io/v1", "Kustomization", name, "flux-system",
+              spec={"interval": "10m", "path": f"./k8s/{name}", "prune": True, "sourceRef": source})
+          for name in ("platform", "apps")),
+        obj("helm.toolkit.fluxcd.io/v2", "HelmRelease", "authentik", "authentik",
+            spec={"interval": "10m", "chart": {"spec": chart}}),
+        obj("external-secrets.io/v1", "ExternalSecret", "grafana-oidc", "grafana",
+            spec={"secretStoreRef": {"kind": "ClusterSecretStore", "name": "vault"}, "target": {"name": "grafana-oidc"},
+                  "data": [{"secretKey": "client_secret", "remoteRef": remote}]}),
+        obj("v1", "Secret", "grafana-oidc", "grafana", stringData={"client_secret": client_secret}))
+    cluster.status("node", "cp-1", {"conditions": [{
+        "type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
+        "lastHeartbeatTime": "2026-12-01T00:00:00Z", "lastTransitionTime": "2026-12-01T00:00:00Z"}]})
+    cluster.status("gitrepository", "flux-system", namespace="flux-system", status={
+        "artifact": {"revision": revision, "path": "gitrepository/flux-system/flux-system/x.tar.gz",
+                     "url": "http://source-controller/x.tar.gz", "digest": "sha256:" + "0" * 64,
+                     "lastUpdateTime": "2026-12-01T00:00:00Z"},
+        "conditions": [ready(message=f"stored artifact for revision '{revision}'")]})
+    for name in ("platform", "apps"):
+        cluster.status("kustomization", name, namespace="flux-system", status={
+            "lastAppliedRevision": revision, "conditions": [ready(reason="ReconciliationSucceeded")]})
+    cluster.status("helmrelease", "authentik", namespace="authentik",
+                   status={"conditions": [ready(reason="UpgradeSucceeded")]})
+    cluster.status("externalsecret", "grafana-oidc", namespace="grafana", status={
+        "conditions": [ready(reason="SecretSynced", message="secret synced")]})
+
+
+def pushed_commit(state):
+    """The working clone role gitops_publish leaves: its HEAD is the commit layer 02 pushed."""
+    clone = state / "gitops" / "repo"
+    clone.mkdir(parents=True)
+    git = ["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    (clone / "README").write_text("tree\n")
+    subprocess.run([*git, "add", "README"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "tree"], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
 class World:
-    def __init__(self, handle, tmp):
+    def __init__(self, handle, tmp, kubeconfig):
         self.handle, self.tmp = handle, tmp
         creds = handle.json("credentials.json")
         self.token, self.ca = creds["authentik"]["token"], str(handle.root / "pki" / "ca.pem")
@@ -68,8 +172,7 @@ class World:
                     "secondary": {"api_url": f"http://{SECONDARY}:8081", "masters": [PRIMARY]}},
             "vault": {"address": handle.json("endpoints.json")["components"]["openbao"]["url"], "ca_path": self.ca},
             "secrets_store": {"path": str(tmp / "secrets"), "vault_password_env": "TURNKEY_VAULT_PASSWORD"},
-            # only in this test: there is no cluster
-            "verify_cluster": False,
+            "verify_kubeconfig": str(kubeconfig),
         }
         self.runs = 0
 
@@ -155,13 +258,14 @@ SETUP = [
 
 
 @pytest.fixture
-def world(make_lab, tmp_path):
+def world(make_lab, tmp_path, control_plane):  # noqa: F811
     require_pdns()
     need_browser()
     handle = make_lab(NET)
     handle.run("up", "--profile", "fast", "--components", "openbao,pdns,pdns-secondary,authentik")
-    world = World(handle, tmp_path)
+    world = World(handle, tmp_path, control_plane[0])
     world.env.update({"PDNS_KEY": world.keys[0], "PDNS_SECONDARY_KEY": world.keys[1]})
+    world.cluster = Cluster(*control_plane)
     return world
 
 
@@ -172,6 +276,8 @@ def is_png(path):
 
 def test_verify_playbook(world):
     world.setup(SETUP)
+    sha = pushed_commit(world.state)
+    populate(world.cluster, sha, world.secrets()[0])
 
     # Healthy: every check passes, the report says so, nothing changed.
     run, report, checks = world.verify()
@@ -179,7 +285,10 @@ def test_verify_playbook(world):
     assert {name: check["status"] for name, check in checks.items()} == HEALTHY, report
     assert recap(run.stdout)["localhost"]["changed"] == 0
     assert report["passed"] is True and report["failed"] == [] and report["check_mode"] is False
-    assert "verify passed: 7 checks ok, skipped: cluster" in run.stdout
+    assert f"verify passed: {len(HEALTHY)} checks ok. Report" in run.stdout
+    assert checks["Kustomization flux-system/apps"]["detail"] == f"Ready, applied main@sha1:{sha}"
+    assert checks["flux source flux-system/flux-system"]["detail"] == f"Ready at the pushed commit main@sha1:{sha}"
+    assert checks["nodes"]["detail"] == "1 nodes Ready: cp-1"
     assert checks["vault"]["detail"].startswith("unsealed")
     grafana_dns = checks[f"dns grafana.{ZONE} A"]["detail"]
     assert grafana_dns == f"primary {PRIMARY}:53: {INGRESS}; secondary {SECONDARY}:53: {INGRESS}"
@@ -201,10 +310,14 @@ def test_verify_playbook(world):
     assert {name: check["status"] for name, check in checks.items()} == HEALTHY and report["check_mode"] is True
     assert recap(run.stdout)["localhost"]["changed"] == 0
 
-    # A certificate with fewer days left than asked is a warning, which does not fail verify.
-    run, report, checks = world.verify(verify_cert_warn_days=100000)
+    # A certificate with fewer days left than asked is a warning, which does not fail verify. A lab without a
+    # cluster (verify_cluster: false, never the product's): the cluster checks are skipped and the logins take the
+    # client secret from the store, the Secret's origin.
+    run, report, checks = world.verify(verify_cert_warn_days=100000, verify_cluster=False)
     assert run.returncode == 0 and checks["certificate vault"]["status"] == "warning", report
     assert "renew it" in checks["certificate vault"]["detail"]
+    assert checks["cluster"]["status"] == "skipped" and "nodes" not in checks
+    assert checks["sso grafana as turnkey-admin (admin)"]["status"] == "ok"
 
     # Broken: the secondary is cut off from its primary, then a record is added on the primary only; the store
     # rotates the viewer's password, which Authentik does not know.
@@ -213,14 +326,23 @@ def test_verify_playbook(world):
         "name": f"extra.{ZONE}.", "type": "A", "ttl": 300, "changetype": "REPLACE",
         "records": [{"content": "127.2.3.9", "disabled": False}]}]})
     world.setup([store_secret("sso_password_turnkey_viewer", rotate=True)])
+    world.cluster.status("externalsecret", "grafana-oidc", namespace="grafana", status={"conditions": [ready(
+        "False", "SecretSyncedError", "could not get secret data from provider")]})
+    world.cluster.status("kustomization", "apps", namespace="flux-system", status={
+        "lastAppliedRevision": "main@sha1:" + "0" * 40, "conditions": [ready(reason="ReconciliationSucceeded")]})
     dns = {**world.spec["dns"], "records": [{"name": "extra", "type": "A", "content": "127.2.3.9"}]}
     run, report, checks = world.verify(dns=dns)
-    broken = [f"dns extra.{ZONE} A", "sso grafana as turnkey-viewer (not admin)"]
+    broken = ["Kustomization flux-system/apps", "ExternalSecret grafana/grafana-oidc", f"dns extra.{ZONE} A",
+              "sso grafana as turnkey-viewer (not admin)"]
     assert run.returncode != 0 and report["passed"] is False and report["failed"] == broken, report
     assert f"verify failed: {', '.join(broken)}." in run.stdout
     extra = checks[f"dns extra.{ZONE} A"]["detail"]
     assert extra.startswith("wrong or missing on secondary (expected 127.2.3.9)"), extra
     assert f"primary {PRIMARY}:53: 127.2.3.9" in extra and f"secondary {SECONDARY}:53: NXDOMAIN" in extra
+    assert checks["Kustomization flux-system/apps"]["detail"] == (
+        f"Ready, applied main@sha1:{'0' * 40}, not the pushed commit {sha}")
+    assert checks["ExternalSecret grafana/grafana-oidc"]["detail"] == (
+        "not Synced (Ready=False, SecretSyncedError: could not get secret data from provider)")
     viewer = checks["sso grafana as turnkey-viewer (not admin)"]
     assert "failed at step login" in viewer["detail"] and "turnkey-viewer" in viewer["detail"], viewer
     assert is_png(world.report_dir / viewer["screenshot"])  # the page that refused the login
