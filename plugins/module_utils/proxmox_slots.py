@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A controller-side semaphore for the requests that take a Proxmox VE storage's lock.
 
-Every disk operation (create, clone, a new cloud-init drive, resize, template, destroy) holds the storage's
+Every disk allocation (create, clone, a new cloud-init drive, template, destroy) holds the storage's
 lock (/var/lock/pve-manager/pve-storage-<id>) and Proxmox gives up waiting after 10 s ("can't lock file ...
 got timeout"). StorageSlots lets at most `count` such requests of this controller be in flight against one
 storage of one Proxmox endpoint, across every module process (Ansible's forks): `count` lock files

@@ -162,13 +162,13 @@ options:
   storage_slots:
     description:
       - At most this many requests that take the storage's lock (the clone, the create, a config that adds a
-        disk such as the cloud-init drive, a resize, the conversion to a template, the destroy) run at once
+        disk such as the cloud-init drive, the conversion to a template, the destroy) run at once
         against O(storage) of this O(api_url) and O(node), counted across every module process of this
         controller (Ansible's forks, parallel runs of the same user). A slot is held from the request until
         the task it started has ended; everything else (reading, the start, the boot wait) runs uncapped.
       - Proxmox gives up waiting for a storage lock after 10 s (C(can't lock file ... - got timeout)), so
         many disk operations at once fail without a cap; a cap here, instead of a C(throttle) on the task,
-        leaves the rest of each module run in parallel.
+        leaves the rest of each module run in parallel (a resize and a start take the VM's lock only).
       - Each slot is a lock file (C(flock)) in O(storage_slots_dir); a module that dies frees its slot.
         A request waits up to O(timeout) seconds for a slot, then fails naming the folder.
       - C(0) turns the cap off. Nothing is locked in check mode (nothing is sent).
@@ -365,8 +365,9 @@ class Vm:
     def apply(self, actions):
         p = self.params
         for action, argument in actions:
-            # the clone, the create, a new disk, a resize, the template's base volumes and the purge take the
-            # storage's lock: each holds a storage slot (storage_slots) until its task has ended
+            # the clone, the create, a new disk, the template's base volumes and the purge take the storage's
+            # lock: each holds a storage slot (storage_slots) until its task has ended. A resize takes the VM's
+            # config lock only (Proxmox resizes the volume without the storage's lock), like a start.
             if action == "clone":
                 self.on_storage(self.client.run_task, "post", self.client.node_path("qemu", p["clone_from"], "clone"),
                                 "linked clone of %s to VM %s" % (p["clone_from"], self.vmid),
@@ -382,9 +383,9 @@ class Vm:
             elif action == "grow":
                 config = self.client.get(self.path("config"))
                 if size_gb(config.get("scsi0", "")) < argument:
-                    self.on_storage(self.task, "put", ("resize",), "resize", disk="scsi0", size="%dG" % argument)
+                    self.task("put", ("resize",), "resize", disk="scsi0", size="%dG" % argument)
             elif action == "resize":
-                self.on_storage(self.task, "put", ("resize",), "resize", disk="scsi0", size="%dG" % argument)
+                self.task("put", ("resize",), "resize", disk="scsi0", size="%dG" % argument)
             elif action == "start":
                 self.task("post", ("status", "start"), "start", landed=self.power_landed("running"))
             elif action == "stop":
