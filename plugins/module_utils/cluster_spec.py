@@ -365,6 +365,8 @@ def check_cluster(errors, spec):
     if mirror and not re.match(r"^(https://|oci://)[^\s/]+", mirror):
         errors.add("charts.repository_url", "%r is not an https:// Helm repository or an oci:// registry" % mirror,
                    "write it like https://charts.example.com or oci://registry.example.com/charts")
+
+
 EXTENSION = re.compile(r"^[a-z0-9-]+/[a-z0-9.-]+$")
 
 
@@ -514,8 +516,8 @@ def check_vault(errors, spec, layer):
         errors.add("vault.key_threshold", "%s of %s key shares: need 1 <= key_threshold <= key_shares <= 20"
                    % (threshold, shares), "for example key_shares: 5 and key_threshold: 3")
     tokens = {str(token.get("name")) for token in (spec.get("secrets_store") or {}).get("tokens") or []}
-    tokens |= {entry["name"] for entry in sso_store_secrets(spec.get("sso_apps"), spec.get("sso_users"),
-                                                             spec.get("authentik"), spec.get("dns"))}
+    derived = sso_store_secrets(spec.get("sso_apps"), spec.get("sso_users"), spec.get("authentik"), spec.get("dns"))
+    tokens |= {entry["name"] for entry in derived}
     seen = set()
     for index, secret in enumerate(vault.get("kv_secrets") or []):
         field = "vault.kv_secrets[%d]" % index

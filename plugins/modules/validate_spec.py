@@ -13,7 +13,9 @@ description:
   - Checks the rules of the turnkey.cluster spec that involve more than one field, for example unique
     node names, addresses and VM ids, addresses inside their networks, VIPs and load-balancer pools that
     do not collide with nodes or the gateway, an odd number of control planes, a compatible version
-    matrix and the credentials the running layer needs.
+    matrix, the credentials the running layer needs, and single sign-on and DNS settings that fit together
+    (unique app slugs and users, https redirect URIs unique across apps, admin groups among the app's groups,
+    users' groups known, Authentik over https, app hosts inside the DNS zone, a complete DNS secondary).
   - Types of the cluster-wide variables are checked by the role C(turnkey.cluster.validate) argument
     specification; types of the node variables by this module's I(nodes) option.
   - Fails with every problem found at once; each names the field and how to fix it.
@@ -23,10 +25,11 @@ options:
     description:
       - The cluster-wide variables, keyed by their names (C(cluster_name), C(cluster_domain),
         C(cluster_network), C(cluster_versions), C(talos_image), C(proxmox), C(hetzner), C(hybrid), C(gitops),
-        C(sso_apps), C(secrets_store)).
+        C(sso_apps), C(sso_users), C(sso_groups), C(authentik), C(dns), C(secrets_store), C(vault), C(charts)).
       - Pass no secret here. The rules only need to know whether a credential is set, so the role
-        C(turnkey.cluster.validate) replaces C(proxmox.token_secret) and C(hetzner.token) by C(set) or an
-        empty string.
+        C(turnkey.cluster.validate) replaces C(proxmox.token_secret), C(hetzner.token), C(dns.api_key) and
+        C(dns.secondary.api_key) by C(set) or an empty string (a secondary's key that is not named at all stays
+        C(null)).
     type: dict
     required: true
   nodes:

@@ -25,9 +25,9 @@ def names(entries):
 def test_store_entries_follow_the_spec():
     entries = sso_secrets((APPS, USERS, AUTHENTIK, DNS), "store")
     # Enabled OIDC apps only (not the proxy app, not the disabled one); '-' becomes '_'.
-    assert names(entries) == AUTHENTIK_STORE + ["pdns_api_key", "sso_client_secret_grafana",
-                                                 "sso_client_secret_my_wiki", "sso_password_turnkey_admin",
-                                                 "sso_password_viewer"]
+    assert names(entries) == AUTHENTIK_STORE + [
+        "pdns_api_key", "sso_client_secret_grafana", "sso_client_secret_my_wiki", "sso_password_turnkey_admin",
+        "sso_password_viewer"]
     assert {entry["type"] for entry in entries} == {"token"}
     lengths = {entry["name"]: entry["length"] for entry in entries}
     assert lengths["authentik_bootstrap_token"] == 64 and lengths["authentik_secret_key"] == 64
