@@ -136,3 +136,9 @@ def run_module(module, work):
 
 def diff_of(before, after, header):
     return {"before": before, "after": after, "before_header": header, "after_header": header}
+
+
+def live_fields(data, wanted):
+    """The fields of a Vault answer that `wanted` names (lists sorted, a missing list empty), to compare with it."""
+    return {key: sorted(data.get(key) or []) if isinstance(value, list) else data.get(key)
+            for key, value in wanted.items()}
