@@ -1,7 +1,9 @@
 """Which layers each tag selects, read from `ansible-playbook --list-tasks`.
 
 Layer N's plays carry the layer's tag and the start-from tags of layer N and every earlier layer, so
-`--tags from_X` selects X and every later layer. Validation plays are tagged `always`.
+`--tags from_X` selects X and every later layer. Validation plays are tagged `always`. Verify
+(playbooks/verify.yml, imported last) carries its own tag and every start-from tag: a run from any layer ends
+with it.
 """
 
 from __future__ import annotations
@@ -16,17 +18,20 @@ import yaml
 from tests.playbook_runner import REPO, run_playbook
 
 LAYERS = [("00", "persistent_auth"), ("01", "infrastructure"), ("02", "services"), ("03", "configuration")]
+VERIFY = "verify"
 EXPECTED = {
-    None: {"00", "01", "02", "03"},
+    None: {"00", "01", "02", "03", VERIFY},
     "persistent_auth": {"00"},
     "infrastructure": {"01"},
     "services": {"02"},
     "configuration": {"03"},
-    "from_persistent_auth": {"00", "01", "02", "03"},
-    "from_infrastructure": {"01", "02", "03"},
-    "from_services": {"02", "03"},
-    "from_configuration": {"03"},
+    "verify": {VERIFY},
+    "from_persistent_auth": {"00", "01", "02", "03", VERIFY},
+    "from_infrastructure": {"01", "02", "03", VERIFY},
+    "from_services": {"02", "03", VERIFY},
+    "from_configuration": {"03", VERIFY},
 }
+START_FROM = {"from_" + name for _number, name in LAYERS}
 PLAY = re.compile(r"^  play #\d+ \((?P<hosts>[^)]*)\): (?P<name>.*?)\tTAGS: \[(?P<tags>[^\]]*)\]$")
 TASK = re.compile(r"^      (?P<name>.*?)\tTAGS: \[(?P<tags>[^\]]*)\]$")
 # Ansible tags a role's argument check 'always'; it only validates that role's inputs.
@@ -38,9 +43,15 @@ def layer_tags(number):
     return {LAYERS[index][1]} | {"from_" + layer[1] for layer in LAYERS[: index + 1]}
 
 
+def layer_of_playbook(path):
+    """'00'...'03' for a layer playbook, 'verify' for playbooks/verify.yml."""
+    name = Path(path).name
+    return name[:2] if name[:2].isdigit() else Path(path).stem
+
+
 def present_layers(site=REPO / "site.yml"):
     imports = [entry["ansible.builtin.import_playbook"] for entry in yaml.safe_load(site.read_text())]
-    return {Path(path).name[:2] for path in imports}
+    return {layer_of_playbook(path) for path in imports}
 
 
 def selected_layers(listing):
@@ -50,7 +61,7 @@ def selected_layers(listing):
         play = PLAY.match(line)
         if play:
             name = play.group("name")
-            current = "validation" if name.startswith("Validate") else name[:2]
+            current = "validation" if name.startswith("Validate") else VERIFY if name.startswith("Verify") else name[:2]
             selected.setdefault(current, [])
             continue
         task = TASK.match(line)
@@ -74,6 +85,20 @@ def test_site_selects_exactly_the_layers_of_each_tag(tag):
     assert set(selected) - {"validation"} == EXPECTED[tag] & present_layers()
 
 
+def test_site_imports_every_layer_in_order_then_verify():
+    imports = [entry["ansible.builtin.import_playbook"] for entry in yaml.safe_load((REPO / "site.yml").read_text())]
+    assert [layer_of_playbook(path) for path in imports] == [number for number, _name in LAYERS] + [VERIFY], imports
+
+
+def test_verify_carries_its_tag_and_every_start_from_tag():
+    for play in yaml.safe_load((REPO / "playbooks" / "verify.yml").read_text()):
+        tags = set(play.get("tags", []))
+        if play["name"].startswith("Validate"):
+            assert tags == {"always"}
+        else:
+            assert tags == {VERIFY} | START_FROM, play["name"]
+
+
 def test_every_layer_play_carries_its_layer_and_start_from_tags():
     for path in sorted((REPO / "playbooks").glob("0*.yml")):
         number = path.name[:2]
@@ -87,8 +112,7 @@ def test_every_layer_play_carries_its_layer_and_start_from_tags():
                 # a play may add a step tag (e.g. talos_cluster, to skip a step), never another layer's
                 extra = tags - layer_tags(number)
                 assert layer_tags(number) <= tags, (path, play["name"])
-                assert not extra & ({name for _n, name in LAYERS} | {"from_" + name for _n, name in LAYERS}), \
-                    (path, play["name"])
+                assert not extra & ({name for _n, name in LAYERS} | START_FROM), (path, play["name"])
 
 
 def test_start_from_semantics_with_all_four_layers(tmp_path):
@@ -107,6 +131,8 @@ def test_start_from_semantics_with_all_four_layers(tmp_path):
                 "tags": sorted(layer_tags(number)), "vars": {"turnkey_layer": target.stem},
                 "tasks": [{"name": "Stand-in task of layer %s" % number, "ansible.builtin.meta": "noop"}]}]))
         imports.append({"name": "Layer %s" % number, "ansible.builtin.import_playbook": "playbooks/" + target.name})
+    shutil.copy(REPO / "playbooks" / "verify.yml", tmp_path / "playbooks" / "verify.yml")
+    imports.append({"name": "Verify", "ansible.builtin.import_playbook": "playbooks/verify.yml"})
     site = tmp_path / "site.yml"
     site.write_text(yaml.safe_dump(imports))
     for tag, expected in EXPECTED.items():
