@@ -9,8 +9,9 @@ app's Secret <app>-oidc as External Secrets would.
 Healthy: every check ok, the logins in real headless Chromium with screenshots, changed=0, the same in check mode;
 with verify_cluster: false (a lab without a cluster) the cluster checks are skipped and the logins take the client
 secret from the store. Broken: a name the secondary does not have (its zone cut off from the primary), a password
-the store rotated behind Authentik's back, an ExternalSecret that failed to sync and a Kustomization left on an
-older commit: the play fails naming exactly those four, and every other check still ran and passed.
+the store rotated behind Authentik's back, an ExternalSecret that failed to sync, a Kustomization left on an older
+commit and a HelmRelease changed since its last reconciliation: the play fails naming exactly those five, and every
+other check still ran and passed.
 One test made of steps, in order: each step starts from what the previous one left."""
 
 from __future__ import annotations
@@ -126,9 +127,10 @@ def populate(cluster, sha, client_secret):
         "conditions": [ready(message=f"stored artifact for revision '{revision}'")]})
     for name in ("platform", "apps"):
         cluster.status("kustomization", name, namespace="flux-system", status={
-            "lastAppliedRevision": revision, "conditions": [ready(reason="ReconciliationSucceeded")]})
-    cluster.status("helmrelease", "authentik", namespace="authentik",
-                   status={"conditions": [ready(reason="UpgradeSucceeded")]})
+            "observedGeneration": 1, "lastAppliedRevision": revision,
+            "conditions": [ready(reason="ReconciliationSucceeded")]})
+    cluster.status("helmrelease", "authentik", namespace="authentik", status={
+        "observedGeneration": 1, "lastAttemptedRevision": "2026.5.6", "conditions": [ready(reason="UpgradeSucceeded")]})
     cluster.status("externalsecret", "grafana-oidc", namespace="grafana", status={
         "conditions": [ready(reason="SecretSynced", message="secret synced")]})
 
@@ -289,6 +291,7 @@ def test_verify_playbook(world):
     assert checks["Kustomization flux-system/apps"]["detail"] == f"Ready, applied main@sha1:{sha}"
     assert checks["flux source flux-system/flux-system"]["detail"] == f"Ready at the pushed commit main@sha1:{sha}"
     assert checks["nodes"]["detail"] == "1 nodes Ready: cp-1"
+    assert checks["HelmRelease authentik/authentik"]["detail"] == "Ready, chart 2026.5.6"
     assert checks["vault"]["detail"].startswith("unsealed")
     grafana_dns = checks[f"dns grafana.{ZONE} A"]["detail"]
     assert grafana_dns == f"primary {PRIMARY}:53: {INGRESS}; secondary {SECONDARY}:53: {INGRESS}"
@@ -330,10 +333,13 @@ def test_verify_playbook(world):
         "False", "SecretSyncedError", "could not get secret data from provider")]})
     world.cluster.status("kustomization", "apps", namespace="flux-system", status={
         "lastAppliedRevision": "main@sha1:" + "0" * 40, "conditions": [ready(reason="ReconciliationSucceeded")]})
+    # a HelmRelease whose spec changed after its last reconciliation (generation 2, observed 1)
+    world.cluster.run("patch", "helmrelease", "authentik", "-n", "authentik", "--type=merge", "-p",
+                      json.dumps({"spec": {"interval": "5m"}}))
     dns = {**world.spec["dns"], "records": [{"name": "extra", "type": "A", "content": "127.2.3.9"}]}
     run, report, checks = world.verify(dns=dns)
-    broken = ["Kustomization flux-system/apps", "ExternalSecret grafana/grafana-oidc", f"dns extra.{ZONE} A",
-              "sso grafana as turnkey-viewer (not admin)"]
+    broken = ["Kustomization flux-system/apps", "HelmRelease authentik/authentik",
+              "ExternalSecret grafana/grafana-oidc", f"dns extra.{ZONE} A", "sso grafana as turnkey-viewer (not admin)"]
     assert run.returncode != 0 and report["passed"] is False and report["failed"] == broken, report
     assert f"verify failed: {', '.join(broken)}." in run.stdout
     extra = checks[f"dns extra.{ZONE} A"]["detail"]
@@ -341,6 +347,8 @@ def test_verify_playbook(world):
     assert f"primary {PRIMARY}:53: 127.2.3.9" in extra and f"secondary {SECONDARY}:53: NXDOMAIN" in extra
     assert checks["Kustomization flux-system/apps"]["detail"] == (
         f"Ready, applied main@sha1:{'0' * 40}, not the pushed commit {sha}")
+    assert checks["HelmRelease authentik/authentik"]["detail"] == (
+        "Ready, chart 2026.5.6, not reconciled since its last change (generation 2, observed 1)")
     assert checks["ExternalSecret grafana/grafana-oidc"]["detail"] == (
         "not Synced (Ready=False, SecretSyncedError: could not get secret data from provider)")
     viewer = checks["sso grafana as turnkey-viewer (not admin)"]
