@@ -108,7 +108,8 @@ def nxdomain(server, name):
 
 
 def changed_tasks(stdout):
-    return re.findall(r"^TASK \[(.*?)\].*?\n(?:.*\n)*?changed: ", stdout, re.M)
+    """The names of the tasks that reported a change, from the default output."""
+    return [section.split("]", 1)[0] for section in stdout.split("\nTASK [")[1:] if "\nchanged: [" in section]
 
 
 def prepare(world: World):
@@ -229,6 +230,35 @@ def rerun_and_check_change_nothing(world: World):
         assert recap(run.stdout)["localhost"]["changed"] == 0, changed_tasks(run.stdout) or run.stdout[-6000:]
 
 
+def one_moved_redirect_uri_changes_only_its_provider_and_role(world: World):
+    """The vault app's CLI callback moves: a check run shows it on Authentik's provider and Vault's role, and
+    the run changes exactly those two (Vault's configuration, and so its client secret, is not rewritten)."""
+    moved = "https://vault.lab.turnkey.test/oidc/callback-moved"
+    apps = [dict(app) for app in OVERLAY["set"]["sso_apps"]]
+    apps[1]["redirect_uris"] = [VAULT_CB, moved]
+    extra = world.tmp / "moved.yml"
+    extra.write_text(yaml.safe_dump({"sso_apps": apps}))
+    expected = ["turnkey.cluster.sso_apps : The OAuth2 provider of each OIDC app",
+                "turnkey.cluster.vault_oidc : Authentik's provider for Vault, and the UI's role"]
+    check = world.configure("-e", f"@{extra}", "--check", "--diff")
+    assert check.returncode == 0, check.stdout[-6000:]
+    assert changed_tasks(check.stdout) == expected, check.stdout[-6000:]
+    assert moved in check.stdout
+    assert [uri["url"] for uri in world.one("/providers/oauth2/", name="vault")["redirect_uris"]][1] != moved
+    run = world.configure("-e", f"@{extra}", "--diff")
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert changed_tasks(run.stdout) == expected, run.stdout[-6000:]
+    assert [uri["url"] for uri in world.one("/providers/oauth2/", name="vault")["redirect_uris"]] == [VAULT_CB, moved]
+    assert [uri["url"] for uri in world.one("/providers/oauth2/", name="grafana")["redirect_uris"]] == \
+        OVERLAY["set"]["sso_apps"][0]["redirect_uris"]
+    login = world.store().read("vault_playbook_login")["data"]
+    bao = hvac.Client(url=world.bao_url, verify=world.ca, timeout=10)
+    bao.auth.approle.login(role_id=login["role_id"], secret_id=login["secret_id"], mount_point=login["mount"])
+    role = bao.adapter.get("/v1/auth/oidc/role/default")["data"]
+    assert sorted(role["allowed_redirect_uris"]) == sorted([VAULT_CB, moved])
+    assert vault_login(world, "turnkey-admin")["identity_policies"] == ["turnkey-sso-admin"]
+
+
 def wrong_token_is_named(world: World):
     run = world.run("playbooks/03-configuration.yml", "-e", "authentik_token=not-the-token",
                     "-e", "sso_apps_wait_retries=1", "-e", "sso_apps_wait_delay=0", "--tags", "configuration")
@@ -248,6 +278,7 @@ def test_configuration_layer(make_lab, tmp_path, monkeypatch):
     first_run_configures_everything(world)
     vault_ui_logs_in_through_authentik(world)
     rerun_and_check_change_nothing(world)
+    one_moved_redirect_uri_changes_only_its_provider_and_role(world)
     wrong_token_is_named(world)
     rejects = world.session.get(BASE + "/_lab/rejects", timeout=10).json()
     assert rejects == [], rejects
