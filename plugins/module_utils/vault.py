@@ -11,6 +11,7 @@ the fix before any change is tried.
 from __future__ import annotations
 
 import copy
+import json
 import os
 
 try:
@@ -142,3 +143,26 @@ def live_fields(data, wanted):
     """The fields of a Vault answer that `wanted` names (lists sorted, a missing list empty), to compare with it."""
     return {key: sorted(data.get(key) or []) if isinstance(value, list) else data.get(key)
             for key, value in wanted.items()}
+
+
+def json_text(value):
+    """A diff side: the value as sorted, indented JSON."""
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
+def auth_roles_to_write(url, adapter, mount, wanted_roles, before, after):
+    """Reads auth/<mount>/role/<name> for each (name, wanted body) and records both sides in before/after as
+    'role <name>'; returns the (name, body) pairs that differ (absent roles included)."""
+    writes = []
+    for name, wanted in wanted_roles:
+        answer = read_or_none(url, "reading role %s" % name, adapter.get, "/v1/auth/%s/role/%s" % (mount, name))
+        current = live_fields((answer or {}).get("data") or {}, wanted) if answer else None
+        before["role " + name], after["role " + name] = current, wanted
+        if current != wanted:
+            writes.append((name, wanted))
+    return writes
+
+
+def write_auth_roles(url, adapter, mount, writes):
+    for name, body in writes:
+        call(url, "writing role %s" % name, adapter.post, "/v1/auth/%s/role/%s" % (mount, name), json=body)

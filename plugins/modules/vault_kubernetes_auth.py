@@ -128,8 +128,6 @@ roles_changed:
   elements: str
 """
 
-import json
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.turnkey.cluster.plugins.module_utils import vault as vault_lib
@@ -143,16 +141,6 @@ def _wanted_role(role):
     if role.get("audience"):
         wanted["audience"] = role["audience"]
     return wanted
-
-
-def _live_role(answer, wanted):
-    data = (answer or {}).get("data") or {}
-    return {key: sorted(data.get(key) or []) if isinstance(value, list) else data.get(key)
-            for key, value in wanted.items()}
-
-
-def _text(value):
-    return json.dumps(value, indent=2, sort_keys=True) + "\n"
 
 
 def ensure(module, vault):
@@ -172,19 +160,12 @@ def ensure(module, vault):
         params["rotate_reviewer_jwt"] and params["token_reviewer_jwt"]) else "none"
     result = dict(changed=False, config_action=config_action, roles_changed=[])
     before, after = {"config": have}, {"config": wanted}
-    role_writes = []
-    for role in params["roles"]:
-        wanted_role = _wanted_role(role)
-        answer = vault_lib.read_or_none(url, "reading role %s" % role["name"], adapter.get,
-                                        "/v1/auth/%s/role/%s" % (mount, role["name"]))
-        current = _live_role(answer, wanted_role) if answer else None
-        before["role " + role["name"]], after["role " + role["name"]] = current, wanted_role
-        if current != wanted_role:
-            role_writes.append((role["name"], wanted_role))
+    wanted_roles = [(role["name"], _wanted_role(role)) for role in params["roles"]]
+    role_writes = vault_lib.auth_roles_to_write(url, adapter, mount, wanted_roles, before, after)
     result["roles_changed"] = [name for name, _wanted in role_writes]
     result["changed"] = config_action == "write" or bool(role_writes)
     if module._diff:
-        result["diff"] = vault_lib.diff_of(_text(before), _text(after), "auth/%s" % mount)
+        result["diff"] = vault_lib.diff_of(vault_lib.json_text(before), vault_lib.json_text(after), "auth/%s" % mount)
     if not result["changed"] or module.check_mode:
         return result
     if config_action == "write":
@@ -192,8 +173,7 @@ def ensure(module, vault):
         if params["token_reviewer_jwt"]:
             body["token_reviewer_jwt"] = params["token_reviewer_jwt"]
         vault_lib.call(url, "writing auth/%s/config" % mount, adapter.post, "/v1/auth/%s/config" % mount, json=body)
-    for name, body in role_writes:
-        vault_lib.call(url, "writing role %s" % name, adapter.post, "/v1/auth/%s/role/%s" % (mount, name), json=body)
+    vault_lib.write_auth_roles(url, adapter, mount, role_writes)
     return result
 
 

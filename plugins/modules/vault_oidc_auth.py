@@ -133,8 +133,6 @@ roles_changed:
   elements: str
 """
 
-import json
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.turnkey.cluster.plugins.module_utils import vault as vault_lib
@@ -154,10 +152,6 @@ def _wanted_config(params):
             "oidc_client_id": params["client_id"], "default_role": params["default_role"] or ""}
 
 
-def _text(value):
-    return json.dumps(value, indent=2, sort_keys=True) + "\n"
-
-
 def ensure(module, vault):
     params, url = module.params, module.params["url"]
     mount = params["mount"].strip("/")
@@ -171,24 +165,16 @@ def ensure(module, vault):
     config_action = "write" if (have != wanted or not live.get("oidc_client_id")
                                 or params["rotate_client_secret"]) else "none"
     before, after = {"config": have if live else None}, {"config": wanted}
-    role_writes = []
-    for role in params["roles"]:
-        wanted_role = _wanted_role(role)
-        answer = vault_lib.read_or_none(url, "reading role %s" % role["name"], adapter.get,
-                                        "/v1/auth/%s/role/%s" % (mount, role["name"]))
-        current = vault_lib.live_fields((answer or {}).get("data") or {}, wanted_role) if answer else None
-        before["role " + role["name"]], after["role " + role["name"]] = current, wanted_role
-        if current != wanted_role:
-            role_writes.append((role["name"], wanted_role))
+    wanted_roles = [(role["name"], _wanted_role(role)) for role in params["roles"]]
+    role_writes = vault_lib.auth_roles_to_write(url, adapter, mount, wanted_roles, before, after)
     result = dict(changed=config_action == "write" or bool(role_writes), config_action=config_action,
                   roles_changed=[name for name, _wanted in role_writes])
     if module._diff:
-        result["diff"] = vault_lib.diff_of(_text(before), _text(after), "auth/%s" % mount)
+        result["diff"] = vault_lib.diff_of(vault_lib.json_text(before), vault_lib.json_text(after), "auth/%s" % mount)
     if not result["changed"] or module.check_mode:
         return result
     # Roles first, so the role the configuration names as default exists once the configuration does.
-    for name, body in role_writes:
-        vault_lib.call(url, "writing role %s" % name, adapter.post, "/v1/auth/%s/role/%s" % (mount, name), json=body)
+    vault_lib.write_auth_roles(url, adapter, mount, role_writes)
     if config_action == "write":
         body = dict(wanted, oidc_client_secret=params["client_secret"])
         vault_lib.call(url, "writing auth/%s/config (Vault reads %s/.well-known/openid-configuration)"
