@@ -265,6 +265,13 @@ def wrong_token_is_named(world: World):
     assert run.returncode != 0
     assert "refused the token (HTTP 403)" in run.stdout and "deployment/authentik-server" in run.stdout, \
         run.stdout[-3000:]
+    # Check mode asks once and says what it cannot show (a cluster whose Authentik is not up yet), changing nothing.
+    # (with the spec as the previous step left it, so Vault's role is as it should be)
+    check = world.run("playbooks/03-configuration.yml", "-e", "authentik_token=not-the-token", "--check",
+                      "-e", f"@{world.tmp / 'moved.yml'}", "--tags", "configuration")
+    assert check.returncode == 0, check.stdout[-3000:]
+    assert "does not answer with the token yet (HTTP 403)" in check.stdout, check.stdout[-3000:]
+    assert recap(check.stdout)["localhost"]["changed"] == 0, changed_tasks(check.stdout)
 
 
 def test_configuration_layer(make_lab, tmp_path, monkeypatch):
