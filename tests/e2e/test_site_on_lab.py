@@ -1,6 +1,7 @@
-"""The newcomer's path: the lab comes up and site.yml converges on it (layers 00-02: machines, cluster, the GitOps
-platform with Vault and External Secrets); the second run changes nothing; a spec change lands through Git; a
-teardown with a fresh Vault rebuilds the same application secrets."""
+"""The newcomer's path: the lab comes up and site.yml converges on it (layers 00-03: machines, cluster, the GitOps
+platform with Vault and External Secrets, Authentik SSO and DNS) and verify passes, SSO logins in headless Chromium
+included; the second run changes nothing; a spec change lands through Git; a teardown with a fresh Vault rebuilds
+the same application secrets and verify passes again (destroy -> bootstrap -> verify, twice, unattended)."""
 
 from __future__ import annotations
 
@@ -143,11 +144,24 @@ def platform_is_ready_at(site, revision):
         assert condition(item).get("status") == "True", (item["metadata"]["name"], condition(item))
         assert item["status"]["lastAppliedRevision"] == "main@sha1:" + revision, item["metadata"]["name"]
     releases = kubectl_json(kubeconfig, "get", "helmreleases", "-A")["items"]
-    wanted = {"cert-manager", "external-secrets", "sealed-secrets", "proxmox-csi-plugin", "hcloud-csi"}
+    wanted = {"cert-manager", "external-secrets", "sealed-secrets", "proxmox-csi-plugin", "hcloud-csi", "authentik"}
     assert {r["metadata"]["name"] for r in releases} >= wanted
     for item in releases:
         assert condition(item).get("status") == "True", (item["metadata"]["name"], condition(item))
     return kustomizations
+
+
+def verify_passed(site):
+    """verify.yml, the last play of site.yml, found every component ok: Flux at the pushed commit, Vault, DNS on
+    both servers, the certificates, and per SSO app an admin's and a non-admin's login in headless Chromium, each
+    with its screenshot."""
+    report = json.loads((site.state / "verify" / "report.json").read_text())
+    assert report["passed"] and report["failed"] == [], json.dumps(report["checks"], indent=1)
+    assert not report["check_mode"]
+    components = {check["component"] for check in report["checks"]}
+    for app in ("grafana", "vault"):  # the lab spec's apps, each by an admin and by a non-admin
+        assert {"sso %s as turnkey-admin" % app, "sso %s as turnkey-viewer" % app} <= components, sorted(components)
+    assert len(list((site.state / "verify").rglob("*.png"))) >= 4  # two apps, an admin and a viewer each
 
 
 def app_secret(site):
@@ -173,8 +187,14 @@ class TestSiteOnTheLab:
         assert set(site.stored) == {"sealed_secrets.vault.yml", "flux_deploy_key.vault.yml",
                                     "talos_secrets.vault.yml", "authentik_bootstrap_token.vault.yml",
                                     "proxmox_csi_token.vault.yml",
+                                    # derived from the spec's authentik, dns, sso_apps and sso_users
+                                    "authentik_bootstrap_password.vault.yml", "authentik_secret_key.vault.yml",
+                                    "authentik_postgres_password.vault.yml", "pdns_api_key.vault.yml",
+                                    "sso_client_secret_grafana.vault.yml", "sso_client_secret_vault.vault.yml",
+                                    "sso_password_turnkey_admin.vault.yml", "sso_password_turnkey_viewer.vault.yml",
                                     # layer 02: the Vault's keys and the playbook's own Vault login
                                     "vault_keys.vault.yml", "vault_playbook_login.vault.yml"}
+        verify_passed(site)
 
     def test_second_run_and_check_mode_change_nothing(self, site):
         second = site.run()
@@ -189,7 +209,7 @@ class TestSiteOnTheLab:
 
         report = json.loads((site.state / "runs" / "last.json").read_text())
         assert {layer["name"] for layer in report["layers"]} == {
-            "validation", "00-persistent-auth", "01-infrastructure", "02-services"}
+            "validation", "00-persistent-auth", "01-infrastructure", "02-services", "03-configuration", "verify"}
         assert all(layer["changed"] == 0 and layer["failed"] == 0 for layer in report["layers"])
 
     def test_every_node_is_a_running_machine(self, site):
@@ -397,6 +417,7 @@ class TestSiteOnTheLab:
         # which went to its backup
         platform_is_ready_at(site, site.pushed())
         assert app_secret(site) == secret_before
+        verify_passed(site)  # the second destroy -> bootstrap -> verify
         store = site.store()
         assert store.read("vault_keys")["data"]["unseal_keys"] == " ".join(keys)
         backups = sorted((site.inventory / "secrets" / ".backup").glob("vault_keys.*.vault.yml"))
