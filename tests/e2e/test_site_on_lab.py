@@ -160,7 +160,8 @@ def verify_passed(site):
     assert not report["check_mode"]
     components = {check["component"] for check in report["checks"]}
     for app in ("grafana", "vault"):  # the lab spec's apps, each by an admin and by a non-admin
-        assert {"sso %s as turnkey-admin" % app, "sso %s as turnkey-viewer" % app} <= components, sorted(components)
+        assert {"sso %s as turnkey-admin (admin)" % app, "sso %s as turnkey-viewer (not admin)" % app} <= components, \
+            sorted(components)
     assert len(list((site.state / "verify").rglob("*.png"))) >= 4  # two apps, an admin and a viewer each
 
 
