@@ -211,8 +211,8 @@ class World:
         return run, report, {check["component"]: check for check in report["checks"]}
 
     def pdns(self, api, method, path, body=None):
-        url, key = (f"http://{PRIMARY}:8081", self.keys[0]) if api == "primary" else (f"http://{SECONDARY}:8081",
-                                                                                        self.keys[1])
+        server = {"primary": (PRIMARY, self.keys[0]), "secondary": (SECONDARY, self.keys[1])}[api]
+        url, key = f"http://{server[0]}:8081", server[1]
         answer = requests.request(method, f"{url}/api/v1/servers/localhost/zones/{ZONE}.{path}", json=body,
                                   headers={"X-API-Key": key}, timeout=10)
         assert answer.status_code < 300, answer.text
@@ -229,8 +229,8 @@ def stored(name):
 
 
 def authentik(module, **options):
-    return {"name": f"authentik {module}", f"turnkey.cluster.authentik_{module}": {"ca_path": "{{ authentik.ca_path }}",
-                                                                                  **options}}
+    return {"name": f"authentik {module}",
+            f"turnkey.cluster.authentik_{module}": {"ca_path": "{{ authentik.ca_path }}", **options}}
 
 
 SETUP = [

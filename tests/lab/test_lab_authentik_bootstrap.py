@@ -40,11 +40,8 @@ ENV = {"AUTHENTIK_BOOTSTRAP_TOKEN": ("authentik-bootstrap-token", "token"),
 
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory):
-    """The cluster tests' etcd + kube-apiserver, on this module's net."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cluster_fixture, "ADDRESS", API_ADDRESS)
-        patch.setattr(cluster_fixture, "NEEDED", ("TURNKEY_ETCD", "TURNKEY_KUBE_APISERVER", "TURNKEY_KUBECTL"))
-        yield from cluster_fixture.control_plane.__wrapped__(tmp_path_factory)
+    """The cluster tests' etcd + kube-apiserver, on this module's address."""
+    yield from cluster_fixture.bare_control_plane(tmp_path_factory, API_ADDRESS)
 
 
 @pytest.fixture
@@ -64,8 +61,8 @@ def deployment() -> dict:
     env = [{"name": name, "valueFrom": {"secretKeyRef": {"name": ref, "key": key}}}
            for name, (ref, key) in ENV.items()]
     labels = {"app.kubernetes.io/name": "authentik", "app.kubernetes.io/component": "server"}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "authentik-server",
-                                                                       "namespace": "authentik"},
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "authentik-server", "namespace": "authentik"},
             "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {
                 "containers": [{"name": "server", "image": "ghcr.io/goauthentik/server:2026.5.6", "args": ["server"],
                                 "env": [*env, {"name": "AUTHENTIK_LOG_LEVEL", "value": "info"}]}]}}}}
@@ -154,7 +151,11 @@ def test_the_cluster_starts_authentik_with_its_bootstrap_secrets(bootstrap_lab):
 
     # Every Secret there: the pod starts, the blueprint gives the cluster's token and password to akadmin
     cluster.apply(secret("authentik-postgres-password", {"password": secrets.token_urlsafe(20)}))
-    answer = wait_for(lambda: (lambda a: a if a.status_code == 200 else None)(me(token)), 30, interval=0.5)
+    def accepted():
+        answer = me(token)
+        return answer if answer.status_code == 200 else None
+
+    answer = wait_for(accepted, 30, interval=0.5)
     user = answer.json()["user"]
     assert user["username"] == "akadmin" and user["is_superuser"] is True
     assert "authentik Admins" in [g["name"] for g in user["groups"]]

@@ -53,11 +53,8 @@ STORE_SETTINGS = {"vault_ca_kind": "ConfigMap", "vault_ca_name": "vault-ca", "va
 
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory):
-    """The cluster tests' etcd + kube-apiserver, on this module's net."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cluster_fixture, "ADDRESS", API_ADDRESS)
-        patch.setattr(cluster_fixture, "NEEDED", ("TURNKEY_ETCD", "TURNKEY_KUBE_APISERVER", "TURNKEY_KUBECTL"))
-        yield from cluster_fixture.control_plane.__wrapped__(tmp_path_factory)
+    """The cluster tests' etcd + kube-apiserver, on this module's address."""
+    yield from cluster_fixture.bare_control_plane(tmp_path_factory, API_ADDRESS)
 
 
 def chart_objects(tools: dict, tmp_path: Path, **overrides) -> list[dict]:

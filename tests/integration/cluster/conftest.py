@@ -10,6 +10,7 @@ import ipaddress
 import json
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -163,3 +164,14 @@ def kubectl(found, kubeconfig, *args):
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def bare_control_plane(tmp_path_factory, address):
+    """control_plane on another address, with only what a control plane needs (the cluster tests also ask for helm
+    and the Cilium chart): for the tests of other folders that need an API server on their own net. A generator
+    for their module-scoped fixture to `yield from`."""
+    with pytest.MonkeyPatch.context() as patch:
+        this = sys.modules[__name__]
+        patch.setattr(this, "ADDRESS", address)
+        patch.setattr(this, "NEEDED", ("TURNKEY_ETCD", "TURNKEY_KUBE_APISERVER", "TURNKEY_KUBECTL"))
+        yield from control_plane.__wrapped__(tmp_path_factory)

@@ -117,12 +117,8 @@ def bao(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory):
-    """The cluster tests' etcd + kube-apiserver, on this folder's address."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cluster, "ADDRESS", ADDRESS)
-        # Only what a control plane needs (the cluster tests also ask for helm and the Cilium chart).
-        patch.setattr(cluster, "NEEDED", ("TURNKEY_ETCD", "TURNKEY_KUBE_APISERVER", "TURNKEY_KUBECTL"))
-        yield from cluster.control_plane.__wrapped__(tmp_path_factory)
+    """The cluster tests' etcd + kube-apiserver, on this module's address."""
+    yield from cluster.bare_control_plane(tmp_path_factory, ADDRESS)
 
 
 def store_of(inventory):
