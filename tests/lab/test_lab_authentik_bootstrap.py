@@ -151,6 +151,7 @@ def test_the_cluster_starts_authentik_with_its_bootstrap_secrets(bootstrap_lab):
 
     # Every Secret there: the pod starts, the blueprint gives the cluster's token and password to akadmin
     cluster.apply(secret("authentik-postgres-password", {"password": secrets.token_urlsafe(20)}))
+
     def accepted():
         answer = me(token)
         return answer if answer.status_code == 200 else None
