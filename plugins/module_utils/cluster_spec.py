@@ -550,9 +550,19 @@ def sso_store_name(prefix, name):
     return prefix + str(name).replace("-", "_")
 
 
+SSO_APP_DEFAULTS = {"enabled": True, "type": "oidc", "groups": []}
+
+
+def sso_enabled_apps(apps, kind=None):
+    """The enabled apps of sso_apps with the spec's defaults filled in (enabled, type oidc, no groups); only those
+    of type `kind` when given."""
+    filled = [{**SSO_APP_DEFAULTS, **app} for app in apps or []]
+    return [app for app in filled if app["enabled"] and kind in (None, app["type"])]
+
+
 def sso_oidc_apps(apps):
     """The enabled apps that get an OIDC client (type oidc, the default)."""
-    return [app for app in apps or [] if app.get("enabled", True) and app.get("type", "oidc") == "oidc"]
+    return sso_enabled_apps(apps, "oidc")
 
 
 def sso_store_secrets(apps, users, authentik, dns=None):
