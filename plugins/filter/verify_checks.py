@@ -257,8 +257,11 @@ def verify_sso_plan(apps, users, secrets, secret_reads, cluster):
     users, out = list(users or []), []
     for index, app in enumerate(apps or []):
         name = app["name"]
-        base = {"app": name, "redirect_uri": (list(app.get("redirect_uris", [])) + [""])[0],
-                "namespace": app.get("namespace", name)}
+        uris = list(app.get("redirect_uris", []))
+        # Vault's app logs in through Vault itself, at its UI's callback (docs/verify.md)
+        ui_callbacks = [uri for uri in uris if "/ui/vault/auth/" in uri] if name == "vault" else []
+        base = {"app": name, "redirect_uri": (ui_callbacks + uris + [""])[0],
+                "namespace": app.get("namespace", name), "vault": bool(ui_callbacks)}
         secret = "%s/%s-oidc" % (base["namespace"], name)
         read = secret_reads[index] if cluster else {}
         if secrets.get("client:" + name):
@@ -281,7 +284,14 @@ def verify_sso_plan(apps, users, secrets, secret_reads, cluster):
         else:
             picks = ([{"user": users[0]["name"], "expect_admin": False}] if users else
                      [{"user": "", "expect_admin": False, "problem": "sso_users is empty: nobody to log in"}])
+        mapped = app.get("vault_policies") or {}
         for pick in picks:
+            user = next((user for user in users if user["name"] == pick["user"]), {})
+            granted = sorted({policy for group in user.get("groups", []) for policy in mapped.get(group, [])})
+            pick["vault_expect_policies"] = sorted(set(mapped.get(group, []) if pick["expect_admin"] and group else
+                                                       granted))
+            pick["vault_forbid_policies"] = ([] if pick["expect_admin"] else
+                                             sorted(set(mapped.get(group, [])) - set(granted)))
             password_problem = ("" if secrets.get("password:" + pick["user"], "") else
                                 "the store has no sso_password_" + pick["user"].replace("-", "_"))
             problem = pick.get("problem", "") or secret_problem or password_problem
@@ -304,6 +314,10 @@ def verify_sso_logins(logins, report_dir):
             detail = item["problem"]
         elif "claims" not in login:
             detail = _text(login.get("msg", "no result"))
+        elif "vault_policies" in claims:
+            detail = "logged in to Vault's UI through %s as %s, Vault token policies: %s" % (
+                _text(claims.get("iss", "?")), _text(claims.get("vault_user", "?")),
+                ", ".join(claims["vault_policies"]) or "none")
         else:
             detail = "logged in at %s, ID token for %s from %s, groups: %s" % (
                 item["redirect_uri"], _text(claims.get("aud", "?")), _text(claims.get("iss", "?")),

@@ -116,15 +116,19 @@ class Login:
                            "code_challenge_method": "S256"})
         return meta["authorization_endpoint"] + ("&" if "?" in meta["authorization_endpoint"] else "?") + query
 
-    def browser_login(self, url):
-        with Chromium(self.p.get("ca_path"), self.p["timeout"]) as browser:
-            self.step("browser", "%s via %s (%s)" % (browser.version, CHROMEDRIVER, browser.trust))
-            try:
-                landed = browser.log_in(url, self.p["redirect_uri"], self.p["username"], self.p["password"], self)
-            finally:  # a failed login keeps its picture too: the page that refused it
+    def browser_login(self, browser, url, keep_screenshot=True):
+        """The IdP's pages in the browser until the redirect URI; the code it carries. keep_screenshot: the
+        picture of this login is the report's (false when a later page, Vault's UI, makes it)."""
+        self.step("browser", "%s via %s (%s)" % (browser.version, CHROMEDRIVER, browser.trust))
+        landed = None
+        try:
+            landed = browser.log_in(url, self.p["redirect_uri"], self.p["username"], self.p["password"], self)
+        finally:  # a failed login keeps its picture too: the page that refused it
+            if keep_screenshot or landed is None:
                 self.screenshot = self.p["screenshot"]
                 browser.save_screenshot(self.screenshot)
-        self.step("screenshot", self.screenshot)
+        if keep_screenshot:
+            self.step("screenshot", self.screenshot)
         query = parse_qs(urlsplit(landed).query)
         if query.get("error"):
             raise StepFailed("redirect", "the IdP redirected with error %s: %s" % (
@@ -205,10 +209,87 @@ class Login:
 
     def run(self):
         meta = self.discovery()
-        code = self.browser_login(self.authorize_url(meta))
+        if self.p.get("vault_url"):
+            return self.run_vault()
+        with Chromium(self.ca_paths(), self.p["timeout"]) as browser:
+            code = self.browser_login(browser, self.authorize_url(meta))
         claims = self.validate(meta, self.token(meta, code))
         self.groups(claims)
         return claims
+
+    def ca_paths(self):
+        return [path for path in (self.p.get("ca_path"), self.p.get("vault_ca_path")) if path]
+
+    # -- Vault (OpenBao) as the relying party: its OIDC auth method, then its UI ------------------------
+    def vault_api(self, step, method, path, body=None, token=None):
+        url = self.p["vault_url"].rstrip("/") + "/v1/" + path
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["X-Vault-Token"] = token
+        ca_path = self.p.get("vault_ca_path") or self.p.get("ca_path")
+        try:
+            answer = open_url(url, method=method, data=json.dumps(body) if body is not None else None,
+                              headers=headers, timeout=self.p["timeout"], validate_certs=True, ca_path=ca_path)
+            return json.loads(answer.read() or b"null")
+        except HTTPError as exc:
+            errors = exc.read().decode("utf-8", "replace")[:300]
+            raise StepFailed(step, "Vault answered HTTP %s to %s %s: %s" % (exc.code, method, url, errors)) from None
+        except Exception as exc:  # URLError, OSError, ansible's ConnectionError (TLS)
+            raise StepFailed(step, "Vault at %s: %s" % (url, getattr(exc, "reason", exc))) from exc
+
+    def run_vault(self):
+        """Vault's own OIDC login: Vault's auth_url, Authentik's login in the browser, the code handed to
+        Vault's callback (Vault, the real relying party, checks the ID token), the token's policies checked,
+        then the UI opened with that token."""
+        mount = self.p["vault_mount"].strip("/")
+        start = self.vault_api("vault_auth_url", "POST", "auth/%s/oidc/auth_url" % mount,
+                               {"role": self.p["vault_role"], "redirect_uri": self.p["redirect_uri"]})
+        auth_url = ((start or {}).get("data") or {}).get("auth_url")
+        if not auth_url:
+            raise StepFailed("vault_auth_url", "Vault gave no auth_url for role %r and redirect URI %s (is it in "
+                             "the role's allowed_redirect_uris?)" % (self.p["vault_role"], self.p["redirect_uri"]))
+        self.state = parse_qs(urlsplit(auth_url).query).get("state", [""])[0]
+        self.step("vault_auth_url", "Vault's auth/%s role %r sent the browser to %s" % (
+            mount, self.p["vault_role"], auth_url.split("?")[0]))
+        with Chromium(self.ca_paths(), self.p["timeout"]) as browser:
+            code = self.browser_login(browser, auth_url, keep_screenshot=False)
+            done = self.vault_api("vault_callback", "GET", "auth/%s/oidc/callback?%s" % (
+                mount, urlencode({"state": self.state, "code": code})))
+            auth = (done or {}).get("auth") or {}
+            if not auth.get("client_token"):
+                raise StepFailed("vault_callback", "Vault's callback gave no token: %s" % json.dumps(done)[:300])
+            try:
+                me = self.vault_api("vault_callback", "GET", "auth/token/lookup-self", token=auth["client_token"])
+                auth["display_name"] = ((me or {}).get("data") or {}).get("display_name", "")
+                self.step("vault_callback", "Vault accepted the code and the IdP's ID token: token of %s" % (
+                    auth["display_name"]))
+                claims = self.vault_policies(auth)
+                self.vault_ui(browser, auth["client_token"], auth["display_name"])
+            finally:
+                self.vault_api("vault_logout", "POST", "auth/token/revoke-self", {}, token=auth["client_token"])
+        return claims
+
+    def vault_policies(self, auth):
+        granted = sorted(set(auth.get("policies") or []) | set(auth.get("identity_policies") or []))
+        missing = [name for name in self.p["vault_expect_policies"] if name not in granted]
+        extra = [name for name in self.p["vault_forbid_policies"] if name in granted]
+        if missing:
+            raise StepFailed("vault_policies", "%s logged in to Vault without the mapped policies %s (has %s)" % (
+                self.p["username"], ", ".join(missing), ", ".join(granted)))
+        if extra:
+            raise StepFailed("vault_policies", "%s got %s in Vault but is not in the group they are mapped from" % (
+                self.p["username"], ", ".join(extra)))
+        self.step("vault_policies", "token policies %s" % ", ".join(granted))
+        return {"iss": self.p["issuer"], "aud": self.p["client_id"], "vault_policies": granted,
+                "vault_user": auth["display_name"]}
+
+    def vault_ui(self, browser, token, who):
+        ui = self.p["vault_url"].rstrip("/") + "/ui/vault/auth?with=token"
+        landed = browser.ui_token_login(ui, token, who)
+        self.screenshot = self.p["screenshot"]
+        browser.save_screenshot(self.screenshot)
+        self.step("vault_ui", "the UI at %s took the token and shows %s" % (ui.split("?")[0], landed))
+        self.step("screenshot", self.screenshot)
 
 
 def jwk_for(jwks, kid):
@@ -236,11 +317,12 @@ def verify_rs256(jwk, signed, signature):
 class Chromium:
     """Headless Chromium in a private temp HOME whose NSS db trusts the CA file (real trust, no ignore list)."""
 
-    def __init__(self, ca_path, timeout):
-        self.ca_path, self.timeout = ca_path, timeout
+    def __init__(self, ca_paths, timeout):
+        self.ca_paths, self.timeout = list(dict.fromkeys(ca_paths)), timeout
         self.home = tempfile.mkdtemp(prefix="sso-login-")
         self.driver = None
         self.trust = "system trust store"
+        self.last_png, self.done = None, False
 
     def __enter__(self):
         from selenium import webdriver
@@ -251,18 +333,20 @@ class Chromium:
                 raise StepFailed("browser", "%s is missing: install Debian's chromium and chromium-driver" % path)
         os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a driver or a browser
         env = dict(os.environ, HOME=self.home)
-        if self.ca_path:
+        if self.ca_paths:
             certutil = shutil.which("certutil")
             if not certutil:
                 raise StepFailed("browser", "certutil is missing: install Debian's libnss3-tools")
             nssdb = "sql:" + os.path.join(self.home, ".pki", "nssdb")
             os.makedirs(os.path.join(self.home, ".pki", "nssdb"), mode=0o700)
-            for command in ([certutil, "-N", "-d", nssdb, "--empty-password"],
-                            [certutil, "-A", "-d", nssdb, "-n", "sso-login-check CA", "-t", "C,,", "-i", self.ca_path]):
+            commands = [[certutil, "-N", "-d", nssdb, "--empty-password"]]
+            commands += [[certutil, "-A", "-d", nssdb, "-n", "sso-login-check CA %d" % index, "-t", "C,,", "-i", path]
+                         for index, path in enumerate(self.ca_paths)]
+            for command in commands:
                 done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
                 if done.returncode:
-                    raise StepFailed("browser", "certutil failed for %s: %s" % (self.ca_path, done.stderr.strip()))
-            self.trust = "CA %s in a private NSS db" % self.ca_path
+                    raise StepFailed("browser", "certutil failed for %s: %s" % (command[-1], done.stderr.strip()))
+            self.trust = "CA %s in a private NSS db" % ", ".join(self.ca_paths)
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for flag in CHROMIUM_FLAGS:
@@ -347,6 +431,47 @@ class Chromium:
         if self.error_page() and self.last_png:
             return self.last_png
         return self.driver.get_screenshot_as_png()
+
+    def ui_user_menu(self, who):
+        """Opens the UI's user menu so the picture shows who is logged in; says whether it names them."""
+        from selenium.webdriver.common.by import By
+
+        menus = self.driver.find_elements(By.CSS_SELECTOR, "button[aria-label='User menu']")
+        if not menus:
+            return ""
+        menus[0].click()
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            if who and who.lower() in self.driver.find_element(By.TAG_NAME, "body").text.lower():
+                return ", its user menu naming %s" % who
+            time.sleep(0.2)
+        return ""
+
+    def ui_token_login(self, url, token, who=""):
+        """Vault's UI, token method: the token typed in and sent; returns the page it lands on (the UI leaves
+        /ui/vault/auth once the token is accepted)."""
+        from selenium.webdriver.common.by import By
+
+        self.done = False
+        self.driver.get(url)
+        deadline = time.time() + self.timeout
+        field = None
+        while time.time() < deadline and field is None:
+            found = self.driver.find_elements(By.CSS_SELECTOR, "input[name=token]")
+            field = found[0] if found else None
+            if field is None:
+                time.sleep(0.2)
+        if field is None:
+            raise StepFailed("vault_ui", "Vault's UI at %s shows no token field: %s" % (url, self.page_text()))
+        field.send_keys(token)
+        self.driver.find_element(By.ID, "auth-submit").click()
+        while time.time() < deadline:
+            path = urlsplit(self.driver.current_url).path
+            if path.startswith("/ui/vault/") and not path.startswith("/ui/vault/auth"):
+                return path + self.ui_user_menu(who)
+            time.sleep(0.2)
+        raise StepFailed("vault_ui", "Vault's UI did not take the token within %ss; it shows %s: %s" % (
+            self.timeout, self.driver.current_url.split("?")[0], self.page_text()))
 
     def log_in(self, url, redirect_uri, username, password, login):
         """Drives the IdP's pages until the browser reaches redirect_uri; returns that URL."""

@@ -23,7 +23,9 @@ description:
     IdP page before the redirect) at O(screenshot), mode 0600.
   - Chromium trusts O(ca_path) through an NSS database in a private temporary HOME (C(certutil) from
     Debian's libnss3-tools); certificate errors are never ignored.
-  - Fails naming the step (discovery, browser, login, redirect, token, id_token, groups) and why.
+  - With O(vault_url), Vault itself is the relying party and its UI is opened with the token it gives.
+  - Fails naming the step (discovery, browser, login, redirect, token, id_token, groups, and for Vault
+    vault_auth_url, vault_callback, vault_policies, vault_ui) and why.
 author: turnkey.cluster maintainers (!UNKNOWN)
 requirements:
   - selenium (Python, on the controller)
@@ -39,9 +41,9 @@ options:
     type: str
     required: true
   client_secret:
-    description: The app's client secret (confidential client).
+    description: The app's client secret (confidential client). Required unless O(vault_url) is set (Vault
+      holds its own client secret then).
     type: str
-    required: true
   redirect_uri:
     description: The redirect URI registered for the app; the login ends when the browser reaches it.
     type: str
@@ -78,6 +80,37 @@ options:
     description: Seconds for each HTTP request and for the browser to reach O(redirect_uri).
     type: int
     default: 60
+  vault_url:
+    description:
+      - Vault's (OpenBao's) address. When set, Vault is the relying party, as for an operator logging in to
+        Vault's UI; Vault's OIDC auth method O(vault_mount) gives the authorization URL for O(vault_role) and
+        O(redirect_uri) (the UI's callback), the browser logs in at the IdP, the code goes to Vault's callback
+        (Vault checks the ID token), the Vault token's policies are checked against O(vault_expect_policies)
+        and O(vault_forbid_policies), and Vault's UI is opened with that token (token method) and
+        photographed once it shows its console. The token is revoked at the end.
+      - O(client_secret) is not used then, nor O(admin_group), which the policies stand for.
+    type: str
+  vault_ca_path:
+    description: CA file Vault's certificate is verified against (default O(ca_path)).
+    type: path
+  vault_mount:
+    description: Path of Vault's OIDC auth method.
+    type: str
+    default: oidc
+  vault_role:
+    description: The OIDC role of Vault's auth method the login uses (empty means the method's default role).
+    type: str
+    default: ""
+  vault_expect_policies:
+    description: Policies the Vault token must carry (token or identity policies).
+    type: list
+    elements: str
+    default: []
+  vault_forbid_policies:
+    description: Policies the Vault token must not carry (another group's).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -103,11 +136,24 @@ EXAMPLES = r"""
     expect_admin: true
     ca_path: /etc/turnkey/ca.pem
     screenshot: "{{ report_dir }}/sso-grafana.png"
+
+- name: The operator logs in to Vault's UI through Authentik and gets the admin policy
+  turnkey.cluster.sso_login_check:
+    issuer: https://auth.cluster.example.com/application/o/vault/
+    client_id: vault
+    redirect_uri: https://vault.cluster.example.com/ui/vault/auth/oidc/oidc/callback
+    username: operator
+    password: "{{ operator_password }}"
+    vault_url: https://vault.cluster.example.com
+    vault_expect_policies: [turnkey-sso-admin]
+    ca_path: /etc/turnkey/ca.pem
+    screenshot: "{{ report_dir }}/sso-vault.png"
 """
 
 RETURN = r"""
 claims:
-  description: The validated ID token's claims (no tokens).
+  description: The validated ID token's claims (no tokens); with O(vault_url), C(iss), C(aud), C(vault_user)
+    and C(vault_policies) (the Vault token's policies).
   returned: success
   type: dict
   sample: {"iss": "https://auth.example.com/application/o/grafana/", "aud": "grafana", "groups": ["grafana-admins"]}
@@ -137,7 +183,7 @@ def main():
         argument_spec=dict(
             issuer=dict(type="str", required=True),
             client_id=dict(type="str", required=True),
-            client_secret=dict(type="str", required=True, no_log=True),
+            client_secret=dict(type="str", no_log=True),
             redirect_uri=dict(type="str", required=True),
             username=dict(type="str", required=True),
             password=dict(type="str", required=True, no_log=True),
@@ -147,9 +193,17 @@ def main():
             ca_path=dict(type="path"),
             screenshot=dict(type="path", required=True),
             timeout=dict(type="int", default=60),
+            vault_url=dict(type="str"),
+            vault_ca_path=dict(type="path"),
+            vault_mount=dict(type="str", default="oidc"),
+            vault_role=dict(type="str", default=""),
+            vault_expect_policies=dict(type="list", elements="str", default=[]),
+            vault_forbid_policies=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
+    if not module.params["vault_url"] and not module.params["client_secret"]:
+        module.fail_json(msg="client_secret is required unless vault_url is set")
     if SELENIUM_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("selenium"), exception=SELENIUM_IMPORT_ERROR)
     login = Login(module.params)

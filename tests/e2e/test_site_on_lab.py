@@ -163,6 +163,10 @@ def verify_passed(site):
         assert {"sso %s as turnkey-admin (admin)" % app, "sso %s as turnkey-viewer (not admin)" % app} <= components, \
             sorted(components)
     assert len(list((site.state / "verify").rglob("*.png"))) >= 4  # two apps, an admin and a viewer each
+    # Vault's logins went through Vault itself (its OIDC method, then its UI) and got the mapped policies
+    details = {check["component"]: check["detail"] for check in report["checks"]}
+    assert "Vault token policies: default, turnkey-sso-admin" in details["sso vault as turnkey-admin (admin)"], details
+    assert "turnkey-sso-admin" not in details["sso vault as turnkey-viewer (not admin)"], details
 
 
 def app_secret(site):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -70,6 +71,7 @@ def check(title, shot, **overrides):
     options = {"issuer": ISSUER, "client_id": "grafana", "client_secret": SECRET, "redirect_uri": CALLBACK,
                "username": "ada", "password": ADMIN_PW, "admin_group": "grafana-admins", "expect_admin": True,
                "ca_path": "{{ ca }}", "screenshot": "{{ shots }}/%s.png" % shot, **overrides}
+    options = {key: value for key, value in options.items() if value is not None}
     return {"name": title, "turnkey.cluster.sso_login_check": options, "ignore_errors": True}
 
 
@@ -85,17 +87,19 @@ CHECKS = [
 ]
 
 
-def play(tmp_path, lab, name, tasks, *flags):
+def play(tmp_path, lab, name, tasks, *flags, base=BASE, extra_vars=None):
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
     playbook = tmp_path / f"{name}.yml"
     playbook.write_text(yaml.safe_dump([{"name": name, "hosts": "localhost", "gather_facts": False, "vars": {
-        "ca": str(lab.root / "pki" / "ca.pem"), "shots": str(tmp_path / "shots")}, "tasks": tasks}], sort_keys=False))
+        "ca": str(lab.root / "pki" / "ca.pem"), "shots": str(tmp_path / "shots"), **(extra_vars or {})},
+        "tasks": tasks}], sort_keys=False))
     token = lab.json("credentials.json")["authentik"]["token"]
     run = run_playbook("-i", str(inventory), *flags, playbook=str(playbook), json_output=True,
-                       env={"AUTHENTIK_URL": BASE, "AUTHENTIK_TOKEN": token})
-    for secret in (token, SECRET, WIKI_SECRET, ADMIN_PW, PLAIN_PW, "not-the-password", "not-the-secret"):
+                       env={"AUTHENTIK_URL": base, "AUTHENTIK_TOKEN": token})
+    for secret in (token, SECRET, WIKI_SECRET, VAULT_SECRET, ADMIN_PW, PLAIN_PW, "not-the-password",
+                   "not-the-secret"):
         assert secret not in run.stdout + run.stderr
     return {task_name: result for task_name, _host, result in task_results(run.stdout)}, run
 
@@ -150,3 +154,102 @@ def test_sso_login_check(make_lab, tmp_path):
     results, run = play(tmp_path, lab, "check-mode", CHECKS[:1], "--check")
     assert run.returncode == 0 and results["admin"]["changed"] is False, run.stdout
     assert results["admin"]["claims"]["groups"] == ["grafana-admins"]
+
+
+# -- Vault as the relying party: the real OpenBao's OIDC auth method and UI (net 127.122) -------------------
+VAULT_NET = "127.122"
+VAULT_BASE = f"https://{VAULT_NET}.0.20:9443"
+VAULT_CB = "https://vault.sso-check.example/ui/vault/auth/oidc/oidc/callback"  # the UI's callback, not resolvable
+VAULT_SECRET = "vault-client-secret-" + "v" * 40
+VAULT_SETUP = [
+    task("group", name="vault-admins"),
+    task("user", username="ada", name="Ada Admin", email="ada@example.com", groups=["vault-admins"],
+         password=ADMIN_PW),
+    task("user", username="pat", name="Pat Plain", email="pat@example.com", password=PLAIN_PW),
+    task("scope_mapping", name="Groups Mapping", scope_name="groups", description="Your groups",
+         expression="return {'groups': [group.name for group in request.user.ak_groups.all()]}"),
+    task("oauth2_provider", name="vault-oauth2", client_id="vault", client_secret=VAULT_SECRET,
+         redirect_uris=[{"url": VAULT_CB}], authorization_flow="default-provider-authorization-explicit-consent",
+         invalidation_flow="default-provider-invalidation-flow", signing_key="authentik Self-signed Certificate",
+         issuer_mode="per_provider", property_mappings=[*SCOPES, "Groups Mapping"]),
+    task("application", slug="vault", name="Vault", provider="vault-oauth2"),
+]
+
+
+def configure_openbao(lab):
+    """OpenBao's OIDC login against the twin's vault provider, as role vault_oidc makes it: role `default`
+    for the UI's callback, the groups claim, and the external group vault-admins -> turnkey-sso-admin."""
+    import hvac
+
+    ca = str(lab.root / "pki" / "ca.pem")
+    url = lab.json("endpoints.json")["components"]["openbao"]["url"]
+    bao = hvac.Client(url=url, verify=ca, token=lab.json("credentials.json")["openbao"]["root_token"], timeout=10)
+    bao.sys.enable_auth_method("oidc")
+    bao.auth.oidc.configure(oidc_discovery_url=f"{VAULT_BASE}/application/o/vault/", oidc_client_id="vault",
+                            oidc_client_secret=VAULT_SECRET, oidc_discovery_ca_pem=Path(ca).read_text(),
+                            default_role="default")
+    bao.auth.oidc.create_role("default", user_claim="preferred_username", allowed_redirect_uris=[VAULT_CB],
+                              groups_claim="groups", oidc_scopes=["email", "profile", "groups"],
+                              token_policies=["default"], bound_audiences=["vault"])
+    bao.sys.create_or_update_policy("turnkey-sso-admin", 'path "kv/*" { capabilities = ["read", "list"] }')
+    group = bao.secrets.identity.create_or_update_group("vault-admins", group_type="external",
+                                                        policies=["turnkey-sso-admin"])
+    accessor = bao.sys.list_auth_methods()["oidc/"]["accessor"]
+    bao.secrets.identity.create_or_update_group_alias("vault-admins", mount_accessor=accessor,
+                                                      canonical_id=group["data"]["id"])
+    return url
+
+
+def vault_check(title, shot, **overrides):
+    return check(title, shot, issuer=f"{VAULT_BASE}/application/o/vault/", client_id="vault", client_secret=None,
+                 redirect_uri=VAULT_CB, admin_group=None, vault_url="{{ vault }}", **overrides)
+
+
+VAULT_CHECKS = [
+    vault_check("vault admin", "vault-admin", vault_expect_policies=["turnkey-sso-admin"]),
+    vault_check("vault plain user as admin", "vault-plain", username="pat", password=PLAIN_PW,
+                vault_expect_policies=["turnkey-sso-admin"]),
+    vault_check("vault plain user not admin", "vault-plain-ok", username="pat", password=PLAIN_PW,
+                vault_forbid_policies=["turnkey-sso-admin"]),
+    vault_check("vault role without the redirect URI", "vault-role", vault_role="nope"),
+]
+
+
+def test_sso_login_check_into_vaults_ui(make_lab, tmp_path):
+    """Vault (the real OpenBao) is the relying party: the admin's login through the twin gets the policy its
+    group maps to and lands in OpenBao's UI (the screenshot is the UI's console); a plain user does not get
+    it; a role Vault does not have fails at Vault's step, named."""
+    need_browser()
+    lab = make_lab(VAULT_NET)
+    lab.run("up", "--profile", "fast", "--components", "openbao,authentik")
+    made, run = play(tmp_path, lab, "setup", VAULT_SETUP, base=VAULT_BASE)
+    assert run.returncode == 0 and all(not r.get("failed") for r in made.values()), run.stdout
+    bao_url = configure_openbao(lab)
+
+    results, run = play(tmp_path, lab, "vault-checks", VAULT_CHECKS, base=VAULT_BASE, extra_vars={"vault": bao_url})
+    admin = results["vault admin"]
+    assert not admin.get("failed") and admin["changed"] is False, admin
+    assert admin["claims"]["vault_user"] == "oidc-ada" and "turnkey-sso-admin" in admin["claims"]["vault_policies"]
+    assert [s["step"] for s in admin["steps"]] == [
+        "discovery", "vault_auth_url", "browser", "login", "consent", "redirect", "vault_callback",
+        "vault_policies", "vault_ui", "screenshot"], admin["steps"]
+    assert "/ui/vault/" in admin["steps"][8]["detail"] and "user menu naming oidc-ada" in admin["steps"][8]["detail"]
+    assert is_png(tmp_path / "shots" / "vault-admin.png")
+    assert oct((tmp_path / "shots" / "vault-admin.png").stat().st_mode & 0o777) == "0o600"
+
+    plain = results["vault plain user as admin"]
+    assert plain["failed"] and plain["failed_step"] == "vault_policies", plain
+    assert "pat logged in to Vault without the mapped policies turnkey-sso-admin" in plain["msg"]
+    plain_ok = results["vault plain user not admin"]
+    assert not plain_ok.get("failed") and "turnkey-sso-admin" not in plain_ok["claims"]["vault_policies"], plain_ok
+    role = results["vault role without the redirect URI"]
+    assert role["failed"] and role["failed_step"] == "vault_auth_url" and "nope" in role["msg"], role
+
+    # every Vault token the checks got was revoked: only the root token's own accessor is left
+    import hvac
+
+    bao = hvac.Client(url=bao_url, verify=str(lab.root / "pki" / "ca.pem"),
+                      token=lab.json("credentials.json")["openbao"]["root_token"], timeout=10)
+    accessors = bao.adapter.list("/v1/auth/token/accessors")["data"]["keys"]
+    logins = [bao.lookup_token(accessor, accessor=True)["data"] for accessor in accessors]
+    assert not [login for login in logins if login.get("path", "").startswith("auth/oidc/")], logins

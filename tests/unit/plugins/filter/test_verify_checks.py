@@ -236,14 +236,31 @@ USERS = [{"name": "turnkey-admin", "groups": ["grafana-admins"]}, {"name": "turn
 SECRETS = {"client:grafana": "s", "client:wiki-js": "s", "password:turnkey-admin": "p", "password:turnkey-viewer": "p"}
 
 
+NO_VAULT = {"vault": False, "vault_expect_policies": [], "vault_forbid_policies": []}
+
+
 def test_sso_plan_an_admin_and_a_user_per_app():
     assert verify_checks(APPS, "sso_plan", USERS, SECRETS, [{"resources": [{}]}] * 2, True) == [
         {"app": "grafana", "redirect_uri": "https://grafana.test/cb", "namespace": "grafana", "user": "turnkey-admin",
-         "expect_admin": True, "admin_group": "grafana-admins", "problem": ""},
+         "expect_admin": True, "admin_group": "grafana-admins", "problem": "", **NO_VAULT},
         {"app": "grafana", "redirect_uri": "https://grafana.test/cb", "namespace": "grafana", "user": "turnkey-viewer",
-         "expect_admin": False, "admin_group": "grafana-admins", "problem": ""},
+         "expect_admin": False, "admin_group": "grafana-admins", "problem": "", **NO_VAULT},
         {"app": "wiki-js", "redirect_uri": "", "namespace": "wiki", "user": "turnkey-admin", "expect_admin": False,
-         "admin_group": "", "problem": ""}]
+         "admin_group": "", "problem": "", **NO_VAULT}]
+
+
+def test_sso_plan_logs_in_to_vault_through_its_ui_callback_with_the_mapped_policies():
+    vault = {"name": "vault", "admin_group": "vault-admins", "redirect_uris": [
+        "http://localhost:8250/oidc/callback", "https://vault.test/ui/vault/auth/oidc/oidc/callback"],
+        "vault_policies": {"vault-admins": ["turnkey-sso-admin"], "vault-readers": ["turnkey-sso-read"]}}
+    users = [{"name": "ops", "groups": ["vault-admins", "vault-readers"]}, {"name": "dev", "groups": ["vault-readers"]}]
+    secrets = {"client:vault": "s", "password:ops": "p", "password:dev": "p"}
+    plan = verify_checks([vault], "sso_plan", users, secrets, [{"resources": [{}]}], True)
+    assert [(login["user"], login["redirect_uri"], login["vault"], login["vault_expect_policies"],
+             login["vault_forbid_policies"]) for login in plan] == [
+        ("ops", "https://vault.test/ui/vault/auth/oidc/oidc/callback", True, ["turnkey-sso-admin"], []),
+        ("dev", "https://vault.test/ui/vault/auth/oidc/oidc/callback", True, ["turnkey-sso-read"],
+         ["turnkey-sso-admin"])]
 
 
 def test_sso_plan_names_what_stops_each_login():
@@ -276,6 +293,14 @@ def test_sso_logins_logged_in_with_their_groups():
          "detail": "logged in at https://grafana.test/cb, ID token for grafana from "
                    "https://auth.test/application/o/grafana/, groups: grafana-admins",
          "screenshot": "sso-grafana-turnkey-admin.png"}]
+
+
+def test_sso_logins_into_vault_name_the_token_policies():
+    claims = {"aud": "vault", "iss": "https://auth.test/application/o/vault/", "vault_user": "ops",
+              "vault_policies": ["default", "turnkey-sso-admin"]}
+    assert verify_checks([login("ops", True, claims=claims)], "sso_logins", "/r")[0]["detail"] == (
+        "logged in to Vault's UI through https://auth.test/application/o/vault/ as ops, Vault token policies: "
+        "default, turnkey-sso-admin")
 
 
 def test_sso_logins_refused_or_not_tried():
