@@ -161,7 +161,7 @@ def test_the_cluster_starts_authentik_with_its_bootstrap_secrets(bootstrap_lab):
     assert user["username"] == "akadmin" and user["is_superuser"] is True
     assert "authentik Admins" in [g["name"] for g in user["groups"]]
     assert checks.response("GET", "/core/users/me/", 200, answer.json()) == {}
-    assert "started by the cluster" in detail(lab)
+    wait_for(lambda: "started by the cluster" in detail(lab), 15)  # the status is the lab's last reconcile's
     wait_for(lambda: lab.json("credentials.json")["authentik"]["password"] == password, 15)
     assert lab.json("credentials.json")["authentik"]["token"] == lab_secrets["token"]  # the lab's own stays
     assert me(lab_secrets["token"]).status_code == 200
@@ -197,3 +197,39 @@ def test_the_cluster_starts_authentik_with_its_bootstrap_secrets(bootstrap_lab):
     assert requests.get(f"{BASE}/_lab/rejects", timeout=10).json() == []
     for text in lab.outputs:
         assert token not in text and password not in text
+
+
+# -- a new cluster's Authentik starts from an empty database (pure: the blueprint on the twin's state) ------------
+def test_a_new_clusters_first_start_is_an_empty_authentik():
+    """Real Authentik keeps its objects in the cluster's PostgreSQL: a rebuilt cluster's Authentik starts with a
+    fresh database, so layer 03 must make every group, user, provider and application again. The same cluster
+    starting its pod again keeps them (its database survives a pod restart)."""
+    from turnkey_lab.twins.authentik import bootstrap, seed, tokens
+
+    lab_key = "lab-token-" + "l" * 40
+    data = seed.fresh("https://auth.example", lab_key, "lab-password", "2026-12-06T00:00:00Z")
+    fresh_mappings = set(data["propertymappings"])
+
+    def made_by_layer_03():
+        data["groups"]["g1"] = {"pk": "g1", "name": "grafana-admins"}
+        data["users"]["7"] = {"pk": "7", "username": "turnkey-admin", "groups": ["g1"]}
+        data["providers"]["3"] = {"pk": 3, "name": "grafana", "client_id": "grafana"}
+        data["applications"]["grafana"] = {"slug": "grafana", "provider": 3}
+        data["propertymappings"]["m1"] = {"pk": "m1", "managed": None, "name": "Groups Mapping"}
+        data["grants"]["x"] = {"user": "7"}
+
+    env = {bootstrap.TOKEN: "cluster-a-token-" + "a" * 40, bootstrap.PASSWORD: "cluster-a-password"}
+    bootstrap.apply(data, env, "cluster-a", lab_key, "2026-12-06T01:00:00Z")
+    made_by_layer_03()
+    bootstrap.apply(data, env, "cluster-a", lab_key, "2026-12-06T02:00:00Z")  # the pod again: all kept
+    assert "g1" in data["groups"] and "7" in data["users"] and "grafana" in data["applications"]
+
+    env_b = {bootstrap.TOKEN: "cluster-b-token-" + "b" * 40, bootstrap.PASSWORD: "cluster-b-password"}
+    done = bootstrap.apply(data, env_b, "cluster-b", lab_key, "2026-12-06T03:00:00Z")
+    assert [g["name"] for g in data["groups"].values()] == [seed.ADMIN_GROUP], done
+    assert [u["username"] for u in data["users"].values()] == [seed.ADMIN_USER]
+    assert data["providers"] == {} and data["applications"] == {} and data["grants"] == {}
+    assert set(data["propertymappings"]) == fresh_mappings  # the managed ones only
+    held = {t["identifier"]: t["_key"] for t in data["tokens"].values()}
+    assert held == {tokens.BOOTSTRAP: env_b[bootstrap.TOKEN], tokens.LAB: lab_key}
+    assert any("empty database" in line for line in done), done

@@ -10,9 +10,11 @@ the whole blueprint (its identifier is unique), so changing the variables later 
 
 The twin already holds a fresh install's objects when the cluster first starts it (the lab's own token and akadmin,
 which the module tests use). So the cluster's first start (`install`: the cluster's identity, new) is taken for the
-new install it is: akadmin gets the bootstrap password and email as the blueprint would create him, the lab's token
-steps aside to an identifier of its own (it is no Authentik object) and the install's token is made; the other
-objects stay (a new cluster's Authentik would start without them: docs/lab.md).
+new install it is, with an empty database as a new cluster's PostgreSQL has: what an earlier cluster or the lab made
+(groups, users, providers, applications, own scope mappings, outposts, grants, tokens) is gone, akadmin gets the
+bootstrap password and email as the blueprint would create him, the lab's token steps aside to an identifier of
+its own (it is no Authentik object) and the install's token is made. The same cluster starting its pod again keeps
+everything (its database outlives the pod).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def apply(data: dict, env: dict[str, str], install: str, lab_key: str, now: str)
     if not first and env.get(TOKEN) and held and held["_key"] != env[TOKEN]:
         # Authentik: the token's identifier is unique, so the blueprint fails and its transaction is rolled back
         return [f"not applied: token {tokens.BOOTSTRAP} exists with another key (the blueprint fails)"]
+    if first:
+        done += _empty_database(data, lab_key)
     group = next((g for g in data["groups"].values() if g["name"] == seed.ADMIN_GROUP), None)
     if group is None:
         group = seed.admin_group()
@@ -56,6 +60,30 @@ def apply(data: dict, env: dict[str, str], install: str, lab_key: str, now: str)
     done += _token(data, env.get(TOKEN), user, install, first, lab_key, now)
     data["cluster_install"] = {"id": install, "applied": now}
     return done
+
+
+def _empty_database(data: dict, lab_key: str) -> list[str]:
+    """A new install's database: only what a fresh Authentik has (the admin group, akadmin, the managed scope
+    mappings, the embedded outpost, the default flows and the key pairs), and the lab's own token (lab plumbing)."""
+    kept = {
+        "groups": lambda group: group["name"] == seed.ADMIN_GROUP,
+        "users": lambda user: user["username"] == seed.ADMIN_USER,
+        "applications": lambda _app: False,
+        "providers": lambda _provider: False,
+        "propertymappings": lambda mapping: bool(mapping.get("managed")),
+        "outposts": lambda outpost: bool(outpost.get("managed")),
+        "grants": lambda _grant: False,
+        "tokens": lambda token: token.get("_key") == lab_key or token["identifier"] == tokens.BOOTSTRAP,
+    }
+    gone = 0
+    for kind, keep in kept.items():
+        objects = data.setdefault(kind, {})
+        for pk in [pk for pk, item in objects.items() if not keep(item)]:
+            del objects[pk]
+            gone += 1
+    for user in data["users"].values():
+        user["groups"] = [pk for pk in user.get("groups", []) if pk in data["groups"]]
+    return ["a new install: an empty database (%d objects of an earlier install or of the lab gone)" % gone]
 
 
 def _token(data: dict, key: str | None, user: dict, install: str, first: bool, lab_key: str, now: str) -> list[str]:
