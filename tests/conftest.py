@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from tests import tools
 from tests.playbook_runner import REPO
 
 # The collection's own code (ansible_collections.turnkey.cluster...) is importable in every test.
@@ -26,6 +27,13 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "incremental: a class of ordered steps; a failed step fails the rest")
 
 
+def pytest_collection_modifyitems(items):
+    """While `make test` builds the tools beside the suite, the tests that need none run first (a stable sort: the
+    same order on every xdist worker, the file order otherwise kept)."""
+    if tools.building_beside():
+        items.sort(key=lambda item: item.get_closest_marker("toolfree") is None)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
@@ -34,7 +42,10 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+@pytest.hookimpl(tryfirst=True)  # before the fixtures: a test that needs the tools must not start a lab without them
 def pytest_runtest_setup(item):
+    if item.get_closest_marker("toolfree") is None:
+        tools.wait_for_the_build()
     if item.get_closest_marker("incremental") and item.parent is not None:
         failed = item.parent.stash.get(_FAILED_STEP, None)
         if failed is not None:

@@ -16,7 +16,7 @@ import yaml
 
 from tests.playbook_runner import run_playbook, task_results
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 
 NET = "127.112"
 BASE = f"https://{NET}.0.20:9443"

@@ -23,7 +23,7 @@ from tests.lab.test_lab_pdns import query, require_pdns
 from tests.playbook_runner import copy_inventory, recap, run_playbook
 from tests.store_access import open_store
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 
 NET = "127.117"
 BASE = f"https://{NET}.0.20:9443"

@@ -17,6 +17,8 @@ import yaml
 
 from tests.playbook_runner import REPO, run_playbook
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 LAYERS = [("00", "persistent_auth"), ("01", "infrastructure"), ("02", "services"), ("03", "configuration")]
 VERIFY = "verify"
 EXPECTED = {

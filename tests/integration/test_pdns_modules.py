@@ -19,7 +19,7 @@ from tests.lab import test_lab_pdns
 from tests.lab.test_lab_pdns import PRIMARY, SECONDARY, query, serial
 from tests.playbook_runner import run_playbook, task_results
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 # The lab test's fixture: the lab's PowerDNS primary and secondary on its net, one test at a time there.
 pdns_lab = test_lab_pdns.pdns_lab
 

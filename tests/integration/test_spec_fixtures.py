@@ -10,6 +10,8 @@ import yaml
 
 from tests.playbook_runner import copy_inventory, failed_results, lab_env, run_playbook, task_result
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 TYPE_CHECK_TASK = "turnkey.cluster.validate : Check the types of the cluster spec against the role's entry point 'spec'"
 TYPE_EXPLANATION_TASK = "turnkey.cluster.validate : Explain the type errors and how to fix them"
 CROSS_FIELD_TASK = ("turnkey.cluster.validate : Check the cross-field rules of the cluster spec for layer "

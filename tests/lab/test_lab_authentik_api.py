@@ -19,7 +19,7 @@ import requests
 
 from tests.schemas import official_schema
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 
 NET = "127.111"  # also test_lab_authentik_oidc.py's: the two take turns (authentik_lab)
 BASE = f"https://{NET}.0.20:9443"

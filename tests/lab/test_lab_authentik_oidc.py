@@ -20,7 +20,7 @@ from .test_lab_authentik_api import API, BASE, UP
 
 authentik_lab = api_test.authentik_lab  # the fixture: a lab on the API test's net, one at a time
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 
 GRAFANA_CB = "https://grafana.example/login/generic_oauth"
 WIKI_CB = "https://wiki.example/auth/callback"

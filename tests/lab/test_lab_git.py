@@ -8,7 +8,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.lab.conftest import wait_for
+
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
 
 NET = "127.101"
 

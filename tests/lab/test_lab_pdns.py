@@ -23,6 +23,8 @@ import requests
 
 from tests.lab.conftest import wait_for
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 NET = "127.110"
 PRIMARY, SECONDARY = f"{NET}.0.18", f"{NET}.0.19"
 PDNS_SERVER = "/usr/sbin/pdns_server"

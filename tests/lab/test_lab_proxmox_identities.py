@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from turnkey_lab.components.proxmox import LEAST_PRIVILEGE
+
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
 
 REPO = Path(__file__).resolve().parents[2]
 

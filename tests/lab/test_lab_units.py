@@ -13,6 +13,8 @@ from turnkey_lab import components, pki
 from turnkey_lab.cli import main
 from turnkey_lab.state import Lab, LabError, ensure_vault_password, parse_net, write_json
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 
 def test_net_is_a_loopback_slash_16():
     assert parse_net("127.77") == "127.77"

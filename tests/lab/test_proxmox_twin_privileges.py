@@ -14,7 +14,7 @@ import requests
 
 from .conftest import wait_for
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 
 NET = "127.95"
 API = f"https://{NET}.0.3:8006/api2/json"

@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD_TWIN = REPO / "lab" / "talos-twin" / "build.sh"
 TOOLS_BUILD = REPO / "tools" / "build"

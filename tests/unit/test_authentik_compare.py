@@ -11,6 +11,8 @@ import pytest
 
 from ansible_collections.turnkey.cluster.plugins.module_utils import authentik as ak
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 GRAFANA_URI = "https://grafana.cluster.example.com/login/generic_oauth"
 
 

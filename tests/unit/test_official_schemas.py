@@ -11,6 +11,8 @@ import pytest
 
 from tests.playbook_runner import REPO
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 NEEDS_A_SCHEMA = '''
 from tests.schemas import official_schema
 

@@ -9,6 +9,8 @@ import pytest
 from tests.store_access import open_store
 from tests.store_access import store_module as store_lib
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 
 def test_failed_write_keeps_the_previous_version(tmp_path, monkeypatch):
     store = open_store(tmp_path, "pw")

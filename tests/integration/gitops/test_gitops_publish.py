@@ -17,6 +17,8 @@ from tests.lab.conftest import LabHandle, wait_for
 from tests.playbook_runner import BIN, REPO, TEST_VAULT_PASSWORD, run_playbook, task_result
 from tests.store_access import open_store
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 NET = "127.100"
 CLUSTER = "turnkey/cluster.git"
 

@@ -23,7 +23,7 @@ from hcloud.server_types import ServerType
 
 from tests.integration.hetzner.nodes_lab import NodesLab, hetzner_lab
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 
 NET = "127.85"
 SCHEMATIC = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"

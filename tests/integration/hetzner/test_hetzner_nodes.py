@@ -24,7 +24,7 @@ from hcloud.server_types import ServerType
 
 from tests.integration.hetzner.nodes_lab import NodesLab, hetzner_lab, throttled, waited
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 
 NET = "127.87"
 USER_DATA = "machine:\n  token: user-data-secret-4711\n"

@@ -10,6 +10,8 @@ import pytest
 
 from tests.playbook_runner import REPO
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 sys.path.insert(0, str(REPO / "collections"))
 from ansible_collections.turnkey.cluster.plugins.module_utils.cluster_spec import (  # noqa: E402
     SpecErrors,

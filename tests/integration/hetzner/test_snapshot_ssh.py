@@ -22,7 +22,7 @@ import pytest
 from tests.integration.hetzner.nodes_lab import NodesLab
 from tests.playbook_runner import BIN
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 
 NET = "127.73"
 SCHEMATIC = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"

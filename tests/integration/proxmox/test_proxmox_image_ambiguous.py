@@ -16,7 +16,7 @@ import requests
 from tests.integration.proxmox.test_proxmox_modules import EMPTY_ID, Lab, image_task
 from tests.lab.conftest import LabHandle
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 
 NET = "127.98"
 PVE = f"https://{NET}.0.3:8006"

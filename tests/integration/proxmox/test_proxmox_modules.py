@@ -18,7 +18,7 @@ import yaml
 from tests.lab.conftest import LabHandle
 from tests.playbook_runner import run_playbook, task_results
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 
 NET = "127.84"
 PVE = f"https://{NET}.0.3:8006"

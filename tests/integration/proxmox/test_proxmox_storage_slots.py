@@ -26,7 +26,7 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.proxmox_slots impo
 from tests.lab.conftest import LabHandle
 from tests.playbook_runner import run_playbook, task_results
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 
 NET = "127.120"
 PVE = f"https://{NET}.0.3:8006"

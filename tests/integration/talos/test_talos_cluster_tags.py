@@ -9,6 +9,8 @@ import pytest
 
 from tests.playbook_runner import copy_inventory, failed_results, lab_env, recap, run_playbook
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 LAYER = "playbooks/01-infrastructure.yml"
 CLUSTER = {"cp1", "cp2", "cp3", "worker1", "worker2", "worker3", "hcloud-worker1"}
 

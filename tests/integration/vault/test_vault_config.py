@@ -17,7 +17,7 @@ from tests.integration.vault.conftest import playbook_client, root_tokens, store
 from tests.playbook_runner import TEST_VAULT_PASSWORD, copy_inventory, lab_env, recap, run_playbook
 from tests.store_access import open_store
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 
 
 def write_playbooks(folder, bao):

@@ -17,7 +17,7 @@ from tests.integration.vault.test_vault_config import write_playbooks
 from tests.playbook_runner import copy_inventory, recap, run_playbook
 from tests.store_access import open_store
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 
 NET = "127.99"  # the lab's OpenBao on 127.99.0.2; the other Vault tests use 127.99.0.1 and .0.3
 

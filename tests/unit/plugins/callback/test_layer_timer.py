@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 REPO = Path(__file__).resolve().parents[4]
 FIXTURE = REPO / "tests" / "fixtures" / "callback"
 SECRET = "s3cr3t-layer-timer-fixture-7d41"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ansible_collections.turnkey.cluster.plugins.filter.csi_volumes import csi_volumes
+
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
 
 DRIVER = "csi.proxmox.sinextra.dev"
 

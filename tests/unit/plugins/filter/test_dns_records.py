@@ -7,6 +7,8 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.turnkey.cluster.plugins.filter.dns_records import dns_records
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 NETWORK = {"api_vip": "10.2.3.1", "lb_pools": [{"name": "dns", "addresses": "10.2.3.3"},
                                                {"name": "ingress", "addresses": "10.2.3.10-10.2.3.20"}]}
 APPS = [{"name": "grafana", "redirect_uris": ["https://grafana.example.com/login/generic_oauth"]},

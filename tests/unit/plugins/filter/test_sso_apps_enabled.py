@@ -7,6 +7,8 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.turnkey.cluster.plugins.filter.sso_apps_enabled import sso_apps_enabled
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 APPS = [{"name": "grafana"}, {"name": "gitea", "enabled": False}, {"name": "wiki", "type": "proxy", "groups": ["w"]}]
 
 

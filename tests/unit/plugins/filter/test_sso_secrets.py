@@ -7,6 +7,8 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.turnkey.cluster.plugins.filter.sso_secrets import sso_secrets
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 APPS = [{"name": "grafana", "redirect_uris": ["https://grafana.example.com/login/generic_oauth"]},
         {"name": "my-wiki", "type": "oidc", "redirect_uris": ["https://wiki.example.com/cb"]},
         {"name": "dashboard", "type": "proxy", "redirect_uris": ["https://dash.example.com/"]},

@@ -12,6 +12,8 @@ import yaml
 
 from tests.playbook_runner import run_playbook, task_results
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 tools = importlib.import_module("ansible_collections.turnkey.cluster.plugins.module_utils.tools")
 
 

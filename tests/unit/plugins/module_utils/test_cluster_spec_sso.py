@@ -14,6 +14,8 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.cluster_spec impor
     check_vault,
 )
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 SPEC = {
     "cluster_domain": "example.com",
     "authentik": {"url": "https://auth.example.com"},

@@ -6,6 +6,8 @@ import importlib
 
 import pytest
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 server_plan = importlib.import_module("ansible_collections.turnkey.cluster.plugins.module_utils.hcloud_server_plan")
 Facts, plan = server_plan.Facts, server_plan.plan
 

@@ -11,6 +11,8 @@ import pytest
 from ansible_collections.turnkey.cluster.plugins.module_utils import private_files, talosctl
 from ansible_collections.turnkey.cluster.plugins.plugin_utils import private_files as controller_private_files
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 WRITERS = {
     "module_utils.private_files.write_private_file": private_files.write_private_file,
     "plugin_utils.private_files.write_private_file": controller_private_files.write_private_file,

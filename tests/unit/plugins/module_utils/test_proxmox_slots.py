@@ -19,6 +19,8 @@ from ansible_collections.turnkey.cluster.plugins.module_utils.proxmox_slots impo
     slot_key,
 )
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 FORK = multiprocessing.get_context("fork")
 KEY = slot_key("127.120.0.3:8006", "pve", "local-zfs")
 

@@ -6,6 +6,8 @@ import importlib
 
 import pytest
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 vm_plan = importlib.import_module("ansible_collections.turnkey.cluster.plugins.module_utils.proxmox_vm_plan")
 PlanError = vm_plan.PlanError
 

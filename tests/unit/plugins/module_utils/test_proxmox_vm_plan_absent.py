@@ -9,6 +9,8 @@ import pytest
 
 from tests.unit.plugins.module_utils.test_proxmox_vm_plan import node_config, spec
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 vm_plan = importlib.import_module("ansible_collections.turnkey.cluster.plugins.module_utils.proxmox_vm_plan")
 
 

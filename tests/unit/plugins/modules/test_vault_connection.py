@@ -13,6 +13,8 @@ import pytest
 from ansible_collections.turnkey.cluster.plugins.module_utils import vault as vault_lib
 from tests.integration.cluster.conftest import write_pki
 
+pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
+
 ADDRESS = "127.99.0.3"
 
 
