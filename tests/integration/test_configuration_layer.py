@@ -259,6 +259,40 @@ def one_moved_redirect_uri_changes_only_its_provider_and_role(world: World):
     assert vault_login(world, "turnkey-admin")["identity_policies"] == ["turnkey-sso-admin"]
 
 
+def apps_switched_off_are_removed_and_come_back(world: World):
+    """grafana (OAuth2) and kagent (proxy) switched off: their applications and providers go; vault's stay, and so
+    does an application made by hand (no publisher: not this role's). Switched on again, they come back with the
+    store's client secret."""
+    admin_session = world.session
+    made = admin_session.post(BASE + "/api/v3/core/applications/", json={"name": "by-hand", "slug": "by-hand"},
+                              timeout=10)
+    assert made.status_code == 201, made.text
+    moved = yaml.safe_load((world.tmp / "moved.yml").read_text())
+    off = [dict(app, enabled=False) if app["name"] in ("grafana", "kagent") else app for app in moved["sso_apps"]]
+    extra = world.tmp / "off.yml"
+    extra.write_text(yaml.safe_dump({"sso_apps": off}))
+    for args in (("--check", "--diff"), ("--diff",)):
+        run = world.configure("-e", f"@{extra}", *args)
+        assert run.returncode == 0, run.stdout[-6000:]
+        changed = changed_tasks(run.stdout)
+        assert {"turnkey.cluster.sso_apps : Remove the application of each app no longer enabled",
+                "turnkey.cluster.sso_apps : Remove its OAuth2 provider",
+                "turnkey.cluster.sso_apps : Remove its proxy provider"} <= set(changed), changed
+    slugs = {app["slug"] for app in world.get("/core/applications/", superuser_full_list="true")["results"]}
+    assert slugs == {"vault", "by-hand"}, slugs
+    providers = world.get("/providers/oauth2/")["results"] + world.get("/providers/proxy/")["results"]
+    assert {provider["name"] for provider in providers} == {"vault"}
+    rerun = world.configure("-e", f"@{extra}")
+    assert rerun.returncode == 0 and recap(rerun.stdout)["localhost"]["changed"] == 0, changed_tasks(rerun.stdout)
+
+    back = world.configure("-e", f"@{world.tmp / 'moved.yml'}")
+    assert back.returncode == 0, back.stdout[-6000:]
+    grafana = world.one("/providers/oauth2/", name="grafana")
+    assert grafana["client_secret"] == world.secret("sso_client_secret_grafana")
+    assert {app["slug"] for app in world.get("/core/applications/", superuser_full_list="true")["results"]} == {
+        "grafana", "vault", "kagent", "by-hand"}
+
+
 def wrong_token_is_named(world: World):
     run = world.run("playbooks/03-configuration.yml", "-e", "authentik_token=not-the-token",
                     "-e", "sso_apps_wait_retries=1", "-e", "sso_apps_wait_delay=0", "--tags", "configuration")
@@ -286,6 +320,7 @@ def test_configuration_layer(make_lab, tmp_path, monkeypatch):
     vault_ui_logs_in_through_authentik(world)
     rerun_and_check_change_nothing(world)
     one_moved_redirect_uri_changes_only_its_provider_and_role(world)
+    apps_switched_off_are_removed_and_come_back(world)
     wrong_token_is_named(world)
     rejects = world.session.get(BASE + "/_lab/rejects", timeout=10).json()
     assert rejects == [], rejects
