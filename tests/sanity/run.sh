@@ -41,7 +41,8 @@ if [[ ! -f $wheel ]]; then
   mkdir -p "$wheel_dir"
   "$venv_bin/python" -m pip download --quiet --no-deps --only-binary=:all: --dest "$wheel_dir" "pip==$pip_version"
 fi
-if [[ ! -f $get_pip ]] || ! grep -q 'turnkey.cluster stand-in' "$get_pip"; then
+# Written again when it names another wheel (another cache folder, XDG_CACHE_HOME): it must never use a stale one.
+if [[ ! -f $get_pip ]] || ! grep -qF "WHEEL = \"$wheel\"" "$get_pip"; then
   mkdir -p "$(dirname "$get_pip")"
   cat >"$get_pip" <<PY
 # turnkey.cluster stand-in for get-pip.py (written by tests/sanity/run.sh).
