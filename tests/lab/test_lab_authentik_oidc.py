@@ -16,6 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, OctKey
 
 from . import test_lab_authentik_api as api_test
+from .openbao_oidc import configure_oidc
 from .test_lab_authentik_api import API, BASE, UP
 
 authentik_lab = api_test.authentik_lab  # the fixture: a lab on the API test's net, one at a time
@@ -284,19 +285,10 @@ def test_openbao_logs_in_through_the_twin(authentik_lab, monkeypatch):
         {"matching_mode": "strict", "url": GRAFANA_CB}, {"matching_mode": "strict", "url": callback}]})
     bao = hvac.Client(url=bao_url, verify=str(ca), token=lab.json("credentials.json")["openbao"]["root_token"],
                       timeout=10)
-    bao.sys.enable_auth_method("oidc")
-    bao.auth.oidc.configure(oidc_discovery_url=f"{BASE}/application/o/grafana/", oidc_client_id="grafana",
-                            oidc_client_secret=vault["client_secret"], oidc_discovery_ca_pem=ca.read_text(),
-                            default_role="sso")
-    bao.auth.oidc.create_role("sso", user_claim="preferred_username", allowed_redirect_uris=[callback],
-                              groups_claim="groups", oidc_scopes=["openid", "profile", "email"],
-                              token_policies=["default"], bound_audiences=["grafana"])
-    bao.sys.create_or_update_policy("grafana-admin", 'path "secret/*" { capabilities = ["read"] }')
-    group = bao.secrets.identity.create_or_update_group("grafana-admins", group_type="external",
-                                                        policies=["grafana-admin"])
-    accessor = bao.sys.list_auth_methods()["oidc/"]["accessor"]
-    bao.secrets.identity.create_or_update_group_alias("grafana-admins", mount_accessor=accessor,
-                                                      canonical_id=group["data"]["id"])
+    configure_oidc(bao, issuer=f"{BASE}/application/o/grafana/", client_id="grafana",
+                   client_secret=vault["client_secret"], ca_pem=ca.read_text(), role="sso", callback=callback,
+                   scopes=["openid", "profile", "email"], group="grafana-admins", policy="grafana-admin",
+                   policy_hcl='path "secret/*" { capabilities = ["read"] }')
 
     def login(username: str, password: str) -> dict:
         auth_url = bao.auth.oidc.oidc_authorization_url_request(role="sso", redirect_uri=callback)["data"]["auth_url"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.lab.openbao_oidc import configure_oidc
 from tests.playbook_runner import run_playbook, task_results
 
 pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
@@ -46,18 +47,25 @@ def task(module, **options):
             f"turnkey.cluster.authentik_{module}": {"ca_path": "{{ ca }}", **options}}
 
 
+def app_setup(app: str, admins: str, secret: str, callback: str) -> list[dict]:
+    """One app's objects: its admin group with ada in it, pat in no group, the groups claim, an RS256 provider with
+    explicit consent, and the application."""
+    return [
+        task("group", name=admins),
+        task("user", username="ada", name="Ada Admin", email="ada@example.com", groups=[admins], password=ADMIN_PW),
+        task("user", username="pat", name="Pat Plain", email="pat@example.com", password=PLAIN_PW),
+        task("scope_mapping", name="Groups Mapping", scope_name="groups", description="Your groups",
+             expression="return {'groups': [group.name for group in request.user.ak_groups.all()]}"),
+        task("oauth2_provider", name=f"{app}-oauth2", client_id=app, client_secret=secret,
+             redirect_uris=[{"url": callback}], authorization_flow="default-provider-authorization-explicit-consent",
+             invalidation_flow="default-provider-invalidation-flow", signing_key="authentik Self-signed Certificate",
+             issuer_mode="per_provider", property_mappings=[*SCOPES, "Groups Mapping"]),
+        task("application", slug=app, name=app.capitalize(), provider=f"{app}-oauth2"),
+    ]
+
+
 SETUP = [
-    task("group", name="grafana-admins"),
-    task("user", username="ada", name="Ada Admin", email="ada@example.com", groups=["grafana-admins"],
-         password=ADMIN_PW),
-    task("user", username="pat", name="Pat Plain", email="pat@example.com", password=PLAIN_PW),
-    task("scope_mapping", name="Groups Mapping", scope_name="groups", description="Your groups",
-         expression="return {'groups': [group.name for group in request.user.ak_groups.all()]}"),
-    task("oauth2_provider", name="grafana-oauth2", client_id="grafana", client_secret=SECRET,
-         redirect_uris=[{"url": CALLBACK}], authorization_flow="default-provider-authorization-explicit-consent",
-         invalidation_flow="default-provider-invalidation-flow", signing_key="authentik Self-signed Certificate",
-         issuer_mode="per_provider", property_mappings=[*SCOPES, "Groups Mapping"]),
-    task("application", slug="grafana", name="Grafana", provider="grafana-oauth2"),
+    *app_setup("grafana", "grafana-admins", SECRET, CALLBACK),
     # no signing key: Authentik signs with the client secret (HS256); implicit consent: no consent page
     task("oauth2_provider", name="wiki-oauth2", client_id="wiki", client_secret=WIKI_SECRET,
          redirect_uris=[{"url": WIKI_CB}], authorization_flow="default-provider-authorization-implicit-consent",
@@ -161,19 +169,7 @@ VAULT_NET = "127.122"
 VAULT_BASE = f"https://{VAULT_NET}.0.20:9443"
 VAULT_CB = "https://vault.sso-check.example/ui/vault/auth/oidc/oidc/callback"  # the UI's callback, not resolvable
 VAULT_SECRET = "vault-client-secret-" + "v" * 40
-VAULT_SETUP = [
-    task("group", name="vault-admins"),
-    task("user", username="ada", name="Ada Admin", email="ada@example.com", groups=["vault-admins"],
-         password=ADMIN_PW),
-    task("user", username="pat", name="Pat Plain", email="pat@example.com", password=PLAIN_PW),
-    task("scope_mapping", name="Groups Mapping", scope_name="groups", description="Your groups",
-         expression="return {'groups': [group.name for group in request.user.ak_groups.all()]}"),
-    task("oauth2_provider", name="vault-oauth2", client_id="vault", client_secret=VAULT_SECRET,
-         redirect_uris=[{"url": VAULT_CB}], authorization_flow="default-provider-authorization-explicit-consent",
-         invalidation_flow="default-provider-invalidation-flow", signing_key="authentik Self-signed Certificate",
-         issuer_mode="per_provider", property_mappings=[*SCOPES, "Groups Mapping"]),
-    task("application", slug="vault", name="Vault", provider="vault-oauth2"),
-]
+VAULT_SETUP = app_setup("vault", "vault-admins", VAULT_SECRET, VAULT_CB)
 
 
 def configure_openbao(lab):
@@ -184,19 +180,10 @@ def configure_openbao(lab):
     ca = str(lab.root / "pki" / "ca.pem")
     url = lab.json("endpoints.json")["components"]["openbao"]["url"]
     bao = hvac.Client(url=url, verify=ca, token=lab.json("credentials.json")["openbao"]["root_token"], timeout=10)
-    bao.sys.enable_auth_method("oidc")
-    bao.auth.oidc.configure(oidc_discovery_url=f"{VAULT_BASE}/application/o/vault/", oidc_client_id="vault",
-                            oidc_client_secret=VAULT_SECRET, oidc_discovery_ca_pem=Path(ca).read_text(),
-                            default_role="default")
-    bao.auth.oidc.create_role("default", user_claim="preferred_username", allowed_redirect_uris=[VAULT_CB],
-                              groups_claim="groups", oidc_scopes=["email", "profile", "groups"],
-                              token_policies=["default"], bound_audiences=["vault"])
-    bao.sys.create_or_update_policy("turnkey-sso-admin", 'path "kv/*" { capabilities = ["read", "list"] }')
-    group = bao.secrets.identity.create_or_update_group("vault-admins", group_type="external",
-                                                        policies=["turnkey-sso-admin"])
-    accessor = bao.sys.list_auth_methods()["oidc/"]["accessor"]
-    bao.secrets.identity.create_or_update_group_alias("vault-admins", mount_accessor=accessor,
-                                                      canonical_id=group["data"]["id"])
+    configure_oidc(bao, issuer=f"{VAULT_BASE}/application/o/vault/", client_id="vault", client_secret=VAULT_SECRET,
+                   ca_pem=Path(ca).read_text(), role="default", callback=VAULT_CB,
+                   scopes=["email", "profile", "groups"], group="vault-admins", policy="turnkey-sso-admin",
+                   policy_hcl='path "kv/*" { capabilities = ["read", "list"] }')
     return url
 
 
