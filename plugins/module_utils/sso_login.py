@@ -253,19 +253,30 @@ class Login:
             mount, self.p["vault_role"], auth_url.split("?")[0]))
         with Chromium(self.ca_paths(), self.p["timeout"]) as browser:
             code = self.browser_login(browser, auth_url, keep_screenshot=False)
-            done = self.vault_api("vault_callback", "GET", "auth/%s/oidc/callback?%s" % (
-                mount, urlencode({"state": self.state, "code": code})))
-            auth = (done or {}).get("auth") or {}
-            if not auth.get("client_token"):
-                raise StepFailed("vault_callback", "Vault's callback gave no token: %s" % json.dumps(done)[:300])
             try:
-                me = self.vault_api("vault_callback", "GET", "auth/token/lookup-self", token=auth["client_token"])
-                auth["display_name"] = ((me or {}).get("data") or {}).get("display_name", "")
-                self.step("vault_callback", "Vault accepted the code and the IdP's ID token: token of %s" % (
-                    auth["display_name"]))
-                claims = self.vault_policies(auth)
-                self.vault_ui(browser, auth["client_token"], auth["display_name"])
-            finally:
+                return self.vault_session(browser, mount, code)
+            except StepFailed:
+                if self.screenshot is None:  # a failure after the IdP keeps its picture too: the page reached
+                    self.screenshot = self.p["screenshot"]
+                    browser.save_screenshot(self.screenshot)
+                raise
+
+    def vault_session(self, browser, mount, code):
+        """The code to Vault's callback, the token's policies, the UI with the token; the token revoked after."""
+        done = self.vault_api("vault_callback", "GET", "auth/%s/oidc/callback?%s" % (
+            mount, urlencode({"state": self.state, "code": code})))
+        auth = (done or {}).get("auth") or {}
+        if not auth.get("client_token"):
+            raise StepFailed("vault_callback", "Vault's callback gave no token: %s" % json.dumps(done)[:300])
+        try:
+            me = self.vault_api("vault_callback", "GET", "auth/token/lookup-self", token=auth["client_token"])
+            auth["display_name"] = ((me or {}).get("data") or {}).get("display_name", "")
+            self.step("vault_callback", "Vault accepted the code and the IdP's ID token: token of %s" % (
+                auth["display_name"]))
+            claims = self.vault_policies(auth)
+            self.vault_ui(browser, auth["client_token"], auth["display_name"])
+        finally:  # never mask the step that failed: a token Vault cannot revoke now expires with its TTL
+            with contextlib.suppress(StepFailed):
                 self.vault_api("vault_logout", "POST", "auth/token/revoke-self", {}, token=auth["client_token"])
         return claims
 

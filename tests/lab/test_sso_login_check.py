@@ -227,6 +227,7 @@ def test_sso_login_check_into_vaults_ui(make_lab, tmp_path):
     plain = results["vault plain user as admin"]
     assert plain["failed"] and plain["failed_step"] == "vault_policies", plain
     assert "pat logged in to Vault without the mapped policies turnkey-sso-admin" in plain["msg"]
+    assert is_png(tmp_path / "shots" / "vault-plain.png")  # a failure after the login keeps its picture
     plain_ok = results["vault plain user not admin"]
     assert not plain_ok.get("failed") and "turnkey-sso-admin" not in plain_ok["claims"]["vault_policies"], plain_ok
     role = results["vault role without the redirect URI"]
