@@ -28,10 +28,18 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-    """While `make test` builds the tools beside the suite, the tests that need none run first (a stable sort: the
-    same order on every xdist worker, the file order otherwise kept)."""
-    if tools.building_beside():
-        items.sort(key=lambda item: item.get_closest_marker("toolfree") is None)
+    """The order the workers take the tests in (pytest.ini keeps it: --no-loadscope-reorder). The end-to-end run, the
+    longest by far, goes first, so it never becomes the tail that one worker runs alone at the end; while `make test`
+    builds the tools beside the suite, the tests that need none come next, then the rest (a stable sort: the same
+    order on every xdist worker, the file order otherwise kept)."""
+    building = tools.building_beside()
+
+    def rank(item):
+        if item.get_closest_marker("e2e") is not None:
+            return 0
+        return 1 if building and item.get_closest_marker("toolfree") is not None else 2
+
+    items.sort(key=rank)
 
 
 @pytest.hookimpl(wrapper=True)
