@@ -308,6 +308,19 @@ def wrong_token_is_named(world: World):
     assert recap(check.stdout)["localhost"]["changed"] == 0, changed_tasks(check.stdout)
 
 
+def wrong_pdns_key_is_named(world: World):
+    """A PowerDNS API key the server refuses stops layer 03 at the zone, naming PowerDNS, the key and where to
+    fix it; the key is not printed, and with the right key the next run changes nothing."""
+    run = world.run("playbooks/03-configuration.yml", "-e", f"authentik_token={world.token}",
+                    "-e", "dns_zone_api_key=not-the-pdns-key", "-e", f"@{world.tmp / 'moved.yml'}",
+                    "--tags", "configuration")
+    assert run.returncode != 0
+    assert "PowerDNS refused the API key (HTTP 401" in run.stdout and "dns.api_key" in run.stdout, run.stdout[-3000:]
+    assert "not-the-pdns-key" not in run.stdout + run.stderr
+    again = world.configure("-e", f"@{world.tmp / 'moved.yml'}")
+    assert again.returncode == 0 and recap(again.stdout)["localhost"]["changed"] == 0, changed_tasks(again.stdout)
+
+
 def test_configuration_layer(make_lab, tmp_path, monkeypatch):
     require_pdns()
     handle = make_lab(NET)
@@ -322,5 +335,6 @@ def test_configuration_layer(make_lab, tmp_path, monkeypatch):
     one_moved_redirect_uri_changes_only_its_provider_and_role(world)
     apps_switched_off_are_removed_and_come_back(world)
     wrong_token_is_named(world)
+    wrong_pdns_key_is_named(world)
     rejects = world.session.get(BASE + "/_lab/rejects", timeout=10).json()
     assert rejects == [], rejects
