@@ -73,10 +73,10 @@ class Login:
     def step(self, name, detail):
         self.report.append({"step": name, "ok": True, "detail": detail})
 
-    def http(self, step, url, data=None, headers=None):
+    def http(self, step, url, data=None, headers=None, ca_path=None):
         try:
             answer = open_url(url, method="POST" if data is not None else "GET", data=data, headers=headers,
-                              timeout=self.p["timeout"], validate_certs=True, ca_path=self.p.get("ca_path"))
+                              timeout=self.p["timeout"], validate_certs=True, ca_path=ca_path or self.p.get("ca_path"))
             return answer.getcode(), json.loads(answer.read() or b"null")
         except HTTPError as exc:
             body = exc.read().decode("utf-8", "replace")
@@ -226,16 +226,12 @@ class Login:
         headers = {"Content-Type": "application/json"}
         if token:
             headers["X-Vault-Token"] = token
-        ca_path = self.p.get("vault_ca_path") or self.p.get("ca_path")
-        try:
-            answer = open_url(url, method=method, data=json.dumps(body) if body is not None else None,
-                              headers=headers, timeout=self.p["timeout"], validate_certs=True, ca_path=ca_path)
-            return json.loads(answer.read() or b"null")
-        except HTTPError as exc:
-            errors = exc.read().decode("utf-8", "replace")[:300]
-            raise StepFailed(step, "Vault answered HTTP %s to %s %s: %s" % (exc.code, method, url, errors)) from None
-        except Exception as exc:  # URLError, OSError, ansible's ConnectionError (TLS)
-            raise StepFailed(step, "Vault at %s: %s" % (url, getattr(exc, "reason", exc))) from exc
+        status, answer = self.http(step, url, data=json.dumps(body) if body is not None else None, headers=headers,
+                                   ca_path=self.p.get("vault_ca_path"))
+        if status >= 400:
+            raise StepFailed(step, "Vault answered HTTP %s to %s %s: %s" % (status, method, url,
+                                                                          json.dumps(answer)[:300]))
+        return answer
 
     def run_vault(self):
         """Vault's own OIDC login: Vault's auth_url, Authentik's login in the browser, the code handed to
