@@ -229,8 +229,8 @@ class Login:
         status, answer = self.http(step, url, data=json.dumps(body) if body is not None else None, headers=headers,
                                    ca_path=self.p.get("vault_ca_path"))
         if status >= 400:
-            raise StepFailed(step, "Vault answered HTTP %s to %s %s: %s" % (status, method, url,
-                                                                          json.dumps(answer)[:300]))
+            detail = json.dumps(answer)[:300]
+            raise StepFailed(step, "Vault answered HTTP %s to %s %s: %s" % (status, method, url, detail))
         return answer
 
     def run_vault(self):
