@@ -18,7 +18,7 @@ bootstrap: venv tools lab-up ## Install, start the lab twin, and run site.yml on
 # and the tests one after the other (docs/testing.md). The build's log is printed when it ends.
 TOOLS_BUILD_LOG ?= $(CURDIR)/.state/tools-build.log
 test: venv
-	@if ! tools/build --list | grep -q "(not built)"; then \
+	@if tools/build --check >/dev/null; then \
 	  $(MAKE) --no-print-directory static pytest molecule; exit; fi; \
 	mkdir -p "$(dir $(TOOLS_BUILD_LOG))"; \
 	echo "make test: tools/build runs beside the static checks and the toolfree tests (log: $(TOOLS_BUILD_LOG))"; \

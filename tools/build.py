@@ -1025,8 +1025,20 @@ def main(argv=None):
                         help="print the path of NAME's binary or chart folder (exit 1 when it is not built)")
     parser.add_argument("--list", action="store_true", help="list the tools, versions, modules and states")
     parser.add_argument("--force", action="store_true", help="rebuild even when present")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 0 when every tool named (default: all) is built at its pin, 1 naming those not")
     args = parser.parse_args(argv)
     versions = read_versions()
+
+    unknown = [name for name in args.names if name not in TOOLS]
+    if unknown:
+        parser.error("unknown tool(s): %s" % ", ".join(unknown))
+    if args.check:
+        missing = [name for name in args.names or TOOLS
+                   if not is_built(TOOLS[name], binary_path(TOOLS[name], versions))]
+        if missing:
+            print("not built: %s" % ", ".join(missing))
+        return 1 if missing else 0
 
     if args.print_path:
         path = binary_path(TOOLS[args.print_path], versions)
@@ -1042,9 +1054,6 @@ def main(argv=None):
                                            path if is_built(tool, path) else "(not built)"))
         return 0
 
-    unknown = [name for name in args.names if name not in TOOLS]
-    if unknown:
-        parser.error("unknown tool(s): %s" % ", ".join(unknown))
     os.nice(int(os.environ.get("TURNKEY_TOOLS_NICE", "15")))  # 2 cores, shared with others' work
     failures = []
     started = time.monotonic()

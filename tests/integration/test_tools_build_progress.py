@@ -34,7 +34,17 @@ def test_each_build_is_announced_with_its_expected_duration_and_a_total_at_the_e
     (tmp_path / "turnkey-cluster").mkdir()
     (tmp_path / "turnkey-cluster" / "go").symlink_to(go_cache)  # no second download of the module
 
+    # `make test` asks --check whether anything is to build: here the chart is, and a misspelt name is refused
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    check = subprocess.run([str(REPO / "tools" / "build"), "--check", "cilium-chart"], capture_output=True, text=True,
+                           env=env, check=False)
+    assert (check.returncode, check.stdout) == (1, "not built: cilium-chart\n"), check
+    typo = subprocess.run([str(REPO / "tools" / "build"), "--check", "cilium"], capture_output=True, text=True,
+                          env=env, check=False)
+    assert typo.returncode == 2 and "unknown tool(s): cilium" in typo.stderr, typo
+
     first = build(tmp_path, "cilium-chart")
+    assert build(tmp_path, "--check", "cilium-chart") == []
     assert re.fullmatch(r"tools/build: 1 of 1 to build \(cilium-chart\), about 5s in all; .*", first[0]), first
     assert re.fullmatch(r"tools/build: building cilium-chart v\S+ \(1 of 1\), usually about 5s; log: .*"
                         r"/turnkey-cluster/tools/logs/cilium-chart-v\S+\.log", first[1]), first
