@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.turnkey.cluster.plugins.module_utils.cluster_spec import VAULT_SSO_APP
+
 # Documented in verify_checks.yml beside this file.
 
 
@@ -150,12 +152,40 @@ def verify_helmreleases(result):
     return [_judge("HelmRelease", obj) for obj in result["resources"]]
 
 
-def verify_external_secrets(result):
-    """Every ExternalSecret Ready with reason SecretSynced."""
+# creationPolicy values under which External Secrets keeps a target Secret of its own (Merge and None make none).
+_TARGET_OWNED = ("Owner", "Orphan")
+
+
+def _missing_target(obj, present):
+    """The ns/name of the ExternalSecret's target Secret when External Secrets should keep it and it is not there."""
+    meta, target = obj.get("metadata") or {}, (obj.get("spec") or {}).get("target") or {}
+    if target.get("creationPolicy", "Owner") not in _TARGET_OWNED:
+        return ""
+    name = "%s/%s" % (meta.get("namespace", ""), target.get("name") or meta.get("name", ""))
+    return "" if name in present else name
+
+
+def verify_external_secrets(result, secrets=None):
+    """Every ExternalSecret Ready with reason SecretSynced and, given the Secrets External Secrets manages (a
+    k8s_info read), its target Secret there: a Ready condition outlives a deleted target until the next sync."""
     result = result or {}
     if _unread(result):
         return _unread_kind(result, "ExternalSecret")
-    return [_judge("ExternalSecret", obj) for obj in result["resources"]]
+    if secrets is not None and _unread(secrets):
+        return [_judge("ExternalSecret", obj) for obj in result["resources"]] + [_entry(
+            "Secret", False, "cannot read the Secrets External Secrets manages: "
+            + _first_line(secrets.get("msg", "no answer")))]
+    present = {"%s/%s" % (s["metadata"].get("namespace", ""), s["metadata"]["name"])
+               for s in (secrets or {}).get("resources", [])}
+    entries = []
+    for obj in result["resources"]:
+        entry = _judge("ExternalSecret", obj)
+        missing = _missing_target(obj, present) if secrets is not None else ""
+        if missing:
+            entry.update(status="failed", detail=entry["detail"] + ", but its target Secret %s is missing (External "
+                         "Secrets re-creates it at its next sync: is its controller running?)" % missing)
+        entries.append(entry)
+    return entries
 
 
 def _sorted(values):
@@ -259,7 +289,7 @@ def verify_sso_plan(apps, users, secrets, secret_reads, cluster):
         name = app["name"]
         uris = list(app.get("redirect_uris", []))
         # Vault's app logs in through Vault itself, at its UI's callback (docs/verify.md)
-        ui_callbacks = [uri for uri in uris if "/ui/vault/auth/" in uri] if name == "vault" else []
+        ui_callbacks = [uri for uri in uris if "/ui/vault/auth/" in uri] if name == VAULT_SSO_APP else []
         base = {"app": name, "redirect_uri": (ui_callbacks + uris + [""])[0],
                 "namespace": app.get("namespace", name), "vault": bool(ui_callbacks)}
         secret = "%s/%s-oidc" % (base["namespace"], name)

@@ -63,13 +63,17 @@ def hetzner_servers(lab_state):
 ALL_NODES = [*PROXMOX_NODES, "hcloud-worker1"]
 
 
-def kubectl_json(kubeconfig, *args):
-    """kubectl (the real one, built by make tools) with the fetched kubeconfig, unmodified."""
-    kubectl = built_tools("TURNKEY_KUBECTL")["TURNKEY_KUBECTL"]
-    done = subprocess.run([kubectl, "--kubeconfig", str(kubeconfig), *args, "-o", "json"], capture_output=True,
-                          text=True, timeout=60, check=False)
+def kubectl(kubeconfig, *args):
+    """kubectl (the real one, built by make tools) with the fetched kubeconfig, unmodified; its stdout."""
+    binary = built_tools("TURNKEY_KUBECTL")["TURNKEY_KUBECTL"]
+    done = subprocess.run([binary, "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
+                          timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return done.stdout
+
+
+def kubectl_json(kubeconfig, *args):
+    return json.loads(kubectl(kubeconfig, *args, "-o", "json"))
 
 
 def ready(node):
@@ -202,10 +206,19 @@ class TestSiteOnTheLab:
         verify_passed(site)
 
     def test_second_run_and_check_mode_change_nothing(self, site):
+        # An app's synced credentials deleted by hand: External Secrets re-creates them from Vault, and the next run
+        # (its verify reads every ExternalSecret's target and logs in with that Secret) passes with the same value.
+        kubeconfig = site.state / "kubeconfig"
+        deleted = kubectl_json(kubeconfig, "-n", "grafana", "get", "secret", "grafana-oidc")
+        kubectl(kubeconfig, "-n", "grafana", "delete", "secret", "grafana-oidc")
         second = site.run()
         assert second.returncode == 0, second.stdout[-4000:]
         assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap(second.stdout).values())
         assert digests(site.inventory / "secrets") == site.stored
+        again = kubectl_json(kubeconfig, "-n", "grafana", "get", "secret", "grafana-oidc")
+        assert again["metadata"]["uid"] != deleted["metadata"]["uid"]
+        assert base64.b64decode(again["data"]["client_secret"]).decode() == \
+            site.store().read("sso_client_secret_grafana")["data"]["value"]
 
         check = site.run("--check", "--diff")
         assert check.returncode == 0, check.stdout[-4000:]

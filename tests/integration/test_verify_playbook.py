@@ -9,8 +9,9 @@ app's Secret <app>-oidc as External Secrets would.
 Healthy: every check ok, the logins in real headless Chromium with screenshots, changed=0, the same in check mode;
 with verify_cluster: false (a lab without a cluster) the cluster checks are skipped and the logins take the client
 secret from the store. Broken: a name the secondary does not have (its zone cut off from the primary), a password
-the store rotated behind Authentik's back, an ExternalSecret that failed to sync, a Kustomization left on an older
-commit and a HelmRelease changed since its last reconciliation: the play fails naming exactly those five, and every
+the store rotated behind Authentik's back, an ExternalSecret that failed to sync, another whose target Secret was
+deleted (still Ready), a Kustomization left on an older commit and a HelmRelease changed since its last
+reconciliation: the play fails naming exactly those six, and every
 other check still ran and passed.
 One test made of steps, in order: each step starts from what the previous one left."""
 
@@ -48,7 +49,8 @@ CRDS = ("gitrepositories.source.toolkit.fluxcd.io", "kustomizations.kustomize.to
 HEALTHY = {
     "nodes": "ok", "flux source flux-system/flux-system": "ok", "Kustomization flux-system/platform": "ok",
     "Kustomization flux-system/apps": "ok", "HelmRelease authentik/authentik": "ok",
-    "ExternalSecret grafana/grafana-oidc": "ok", "vault": "ok", f"dns api.{ZONE} A": "ok",
+    "ExternalSecret grafana/grafana-oidc": "ok", "ExternalSecret authentik/authentik-bootstrap-token": "ok",
+    "vault": "ok", f"dns api.{ZONE} A": "ok",
     f"dns grafana.{ZONE} A": "ok", "certificate authentik": "ok", "certificate vault": "ok",
     "sso grafana as turnkey-admin (admin)": "ok", "sso grafana as turnkey-viewer (not admin)": "ok"}
 
@@ -97,12 +99,24 @@ def obj(api_version, kind, name, namespace=None, **fields):
     return {"apiVersion": api_version, "kind": kind, "metadata": meta(name, namespace), **fields}
 
 
+def synced_secret(name, namespace, **string_data):
+    """A Secret as External Secrets writes its target: labelled as one it manages."""
+    secret = obj("v1", "Secret", name, namespace, stringData=string_data)
+    secret["metadata"]["labels"] = {"reconcile.external-secrets.io/managed": "true"}
+    return secret
+
+
+def external_secret(name, namespace, key, prop):
+    return obj("external-secrets.io/v1", "ExternalSecret", name, namespace,
+               spec={"secretStoreRef": {"kind": "ClusterSecretStore", "name": "vault"}, "target": {"name": name},
+                     "data": [{"secretKey": prop, "remoteRef": {"key": key, "property": prop}}]})
+
+
 def populate(cluster, sha, client_secret):
     """What a healthy cluster after layers 01-03 holds, as its controllers would report it."""
     revision = f"main@sha1:{sha}"
     source = {"kind": "GitRepository", "name": "flux-system"}
     chart = {"chart": "authentik", "version": "2026.5.6", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}
-    remote = {"key": "sso/grafana", "property": "client_secret"}
     cluster.apply(*(obj("v1", "Namespace", name) for name in ("flux-system", "authentik", "grafana")))
     cluster.apply(
         obj("v1", "Node", "cp-1"),
@@ -113,10 +127,10 @@ def populate(cluster, sha, client_secret):
           for name in ("platform", "apps")),
         obj("helm.toolkit.fluxcd.io/v2", "HelmRelease", "authentik", "authentik",
             spec={"interval": "10m", "chart": {"spec": chart}}),
-        obj("external-secrets.io/v1", "ExternalSecret", "grafana-oidc", "grafana",
-            spec={"secretStoreRef": {"kind": "ClusterSecretStore", "name": "vault"}, "target": {"name": "grafana-oidc"},
-                  "data": [{"secretKey": "client_secret", "remoteRef": remote}]}),
-        obj("v1", "Secret", "grafana-oidc", "grafana", stringData={"client_secret": client_secret}))
+        external_secret("grafana-oidc", "grafana", "sso/grafana", "client_secret"),
+        synced_secret("grafana-oidc", "grafana", client_secret=client_secret),
+        external_secret("authentik-bootstrap-token", "authentik", "authentik/bootstrap", "token"),
+        synced_secret("authentik-bootstrap-token", "authentik", token="not-read-by-verify"))
     cluster.status("node", "cp-1", {"conditions": [{
         "type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
         "lastHeartbeatTime": "2026-12-01T00:00:00Z", "lastTransitionTime": "2026-12-01T00:00:00Z"}]})
@@ -131,8 +145,9 @@ def populate(cluster, sha, client_secret):
             "conditions": [ready(reason="ReconciliationSucceeded")]})
     cluster.status("helmrelease", "authentik", namespace="authentik", status={
         "observedGeneration": 1, "lastAttemptedRevision": "2026.5.6", "conditions": [ready(reason="UpgradeSucceeded")]})
-    cluster.status("externalsecret", "grafana-oidc", namespace="grafana", status={
-        "conditions": [ready(reason="SecretSynced", message="secret synced")]})
+    for name, namespace in (("grafana-oidc", "grafana"), ("authentik-bootstrap-token", "authentik")):
+        cluster.status("externalsecret", name, namespace=namespace, status={
+            "conditions": [ready(reason="SecretSynced", message="secret synced")]})
 
 
 def pushed_commit(state):
@@ -331,6 +346,8 @@ def test_verify_playbook(world):
     world.setup([store_secret("sso_password_turnkey_viewer", rotate=True)])
     world.cluster.status("externalsecret", "grafana-oidc", namespace="grafana", status={"conditions": [ready(
         "False", "SecretSyncedError", "could not get secret data from provider")]})
+    # a target Secret deleted while its ExternalSecret still says Ready (the controller has not synced since)
+    world.cluster.run("delete", "secret", "authentik-bootstrap-token", "-n", "authentik")
     world.cluster.status("kustomization", "apps", namespace="flux-system", status={
         "lastAppliedRevision": "main@sha1:" + "0" * 40, "conditions": [ready(reason="ReconciliationSucceeded")]})
     # a HelmRelease whose spec changed after its last reconciliation (generation 2, observed 1)
@@ -339,7 +356,8 @@ def test_verify_playbook(world):
     dns = {**world.spec["dns"], "records": [{"name": "extra", "type": "A", "content": "127.2.3.9"}]}
     run, report, checks = world.verify(dns=dns)
     broken = ["Kustomization flux-system/apps", "HelmRelease authentik/authentik",
-              "ExternalSecret grafana/grafana-oidc", f"dns extra.{ZONE} A", "sso grafana as turnkey-viewer (not admin)"]
+              "ExternalSecret authentik/authentik-bootstrap-token", "ExternalSecret grafana/grafana-oidc",
+              f"dns extra.{ZONE} A", "sso grafana as turnkey-viewer (not admin)"]
     assert run.returncode != 0 and report["passed"] is False and report["failed"] == broken, report
     assert f"verify failed: {', '.join(broken)}." in run.stdout
     extra = checks[f"dns extra.{ZONE} A"]["detail"]
@@ -351,6 +369,9 @@ def test_verify_playbook(world):
         "Ready, chart 2026.5.6, not reconciled since its last change (generation 2, observed 1)")
     assert checks["ExternalSecret grafana/grafana-oidc"]["detail"] == (
         "not Synced (Ready=False, SecretSyncedError: could not get secret data from provider)")
+    assert checks["ExternalSecret authentik/authentik-bootstrap-token"]["detail"] == (
+        "Synced, but its target Secret authentik/authentik-bootstrap-token is missing (External Secrets re-creates it "
+        "at its next sync: is its controller running?)")
     viewer = checks["sso grafana as turnkey-viewer (not admin)"]
     assert "failed at step login" in viewer["detail"] and "turnkey-viewer" in viewer["detail"], viewer
     assert is_png(world.report_dir / viewer["screenshot"])  # the page that refused the login

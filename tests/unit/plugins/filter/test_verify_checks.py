@@ -145,6 +145,34 @@ def test_external_secrets_not_synced():
         {"component": "ExternalSecret grafana/x", "status": "failed", "detail": "not Synced (Ready=True, Other: )"}]
 
 
+def secret(name, namespace):
+    return {"metadata": {"name": name, "namespace": namespace}, "data": {"client_secret": "c2VjcmV0"}}
+
+
+def test_external_secrets_target_deleted_is_named():
+    # Ready outlives a deleted target until the next sync; Merge and None keep no target of their own
+    kept = obj("grafana-oidc", "grafana", [ready(reason="SecretSynced")])
+    deleted = obj("gitea-oidc", "gitea", [ready(reason="SecretSynced")])
+    renamed = obj("harbor-oidc", "harbor", [ready(reason="SecretSynced")])
+    renamed["spec"]["target"] = {"name": "harbor-credentials", "creationPolicy": "Orphan"}
+    merged = obj("extra", "gitea", [ready(reason="SecretSynced")])
+    merged["spec"]["target"] = {"creationPolicy": "Merge"}
+    managed = read(secret("grafana-oidc", "grafana"), secret("harbor-oidc", "harbor"))
+    assert verify_checks(read(kept, deleted, renamed, merged), "external_secrets", managed) == [
+        {"component": "ExternalSecret grafana/grafana-oidc", "status": "ok", "detail": "Synced"},
+        {"component": "ExternalSecret gitea/gitea-oidc", "status": "failed",
+         "detail": "Synced, but its target Secret gitea/gitea-oidc is missing (External Secrets re-creates it at its "
+                   "next sync: is its controller running?)"},
+        {"component": "ExternalSecret harbor/harbor-oidc", "status": "failed",
+         "detail": "Synced, but its target Secret harbor/harbor-credentials is missing (External Secrets re-creates "
+                   "it at its next sync: is its controller running?)"},
+        {"component": "ExternalSecret gitea/extra", "status": "ok", "detail": "Synced"}]
+    assert verify_checks(read(kept), "external_secrets", unread("403 Forbidden\nsecrets is forbidden")) == [
+        {"component": "ExternalSecret grafana/grafana-oidc", "status": "ok", "detail": "Synced"},
+        {"component": "Secret", "status": "failed",
+         "detail": "cannot read the Secrets External Secrets manages: 403 Forbidden"}]
+
+
 SERVERS = [{"name": "primary", "address": "127.0.0.18"}, {"name": "secondary", "address": "127.0.0.19", "port": 5353}]
 RECORDS = [{"name": "grafana.example.com.", "type": "A", "content": "127.2.3.10"},
            {"name": "extra", "type": "A", "content": ["127.2.3.9", "127.2.3.8"]},
