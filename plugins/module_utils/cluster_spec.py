@@ -553,6 +553,16 @@ def sso_store_name(prefix, name):
 SSO_APP_DEFAULTS = {"enabled": True, "type": "oidc", "groups": []}
 
 
+# The sso_apps entry that is Vault's own UI: Vault's OIDC auth method is its client, and only it maps groups to Vault
+# policies (vault_policies). Layer 03's role vault_oidc and verify's Vault login go by this name (docs/sso.md).
+VAULT_SSO_APP = "vault"
+
+
+def sso_vault_app(apps):
+    """The enabled app that is Vault's own UI, its defaults filled in; {} when the spec has none."""
+    return next((app for app in sso_enabled_apps(apps) if app["name"] == VAULT_SSO_APP), {})
+
+
 def sso_enabled_apps(apps, kind=None):
     """The enabled apps of sso_apps with the spec's defaults filled in (enabled, type oidc, no groups); only those
     of type `kind` when given."""
@@ -610,7 +620,7 @@ def _check_sso_app(errors, field, app, groups):
         errors.add(field + ".admin_group", "%r is not one of the app's groups %s" % (admin, sorted(groups)),
                    "add it to sso_apps[].groups or name one of them")
     policies = app.get("vault_policies")
-    if policies and name != "vault":
+    if policies and name != VAULT_SSO_APP:
         errors.add(field + ".vault_policies", "only the app named vault maps groups to Vault policies (this is %r)"
                    % (name,), "remove vault_policies here, or put them on the app vault")
     elif policies:
