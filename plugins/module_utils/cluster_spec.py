@@ -621,8 +621,8 @@ def _check_sso_app(errors, field, app, groups):
                    "add it to sso_apps[].groups or name one of them")
     policies = app.get("vault_policies")
     if policies and name != VAULT_SSO_APP:
-        errors.add(field + ".vault_policies", "only the app named vault maps groups to Vault policies (this is %r)"
-                   % (name,), "remove vault_policies here, or put them on the app vault")
+        errors.add(field + ".vault_policies", "only the app named %s maps groups to Vault policies (this is %r)"
+                   % (VAULT_SSO_APP, name), "remove vault_policies here, or put them on the app %s" % VAULT_SSO_APP)
     elif policies:
         for group in sorted(set(policies) - set(groups)):
             errors.add(field + ".vault_policies", "group %r is not one of the app's groups %s"
