@@ -8,18 +8,14 @@ import os
 from pathlib import Path
 
 import pytest
+from turnkey_lab.tools_env import TOOLS_ENV, recorded
 
-TOOLS_ENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "turnkey-cluster/tools/tools.env"
+__all__ = ["TOOLS_ENV", "built_tools", "building_beside", "wait_for_the_build"]
 
 
 def built_tools(*names: str) -> dict[str, str]:
     """{TURNKEY_<TOOL>: path} for the names asked for, e.g. built_tools("TURNKEY_KUBECTL")."""
-    found = {}
-    if TOOLS_ENV.is_file():
-        for line in TOOLS_ENV.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and not key.startswith("#"):
-                found[key.strip()] = value.strip()
+    found = recorded()
     found.update({name: os.environ[name] for name in names if os.environ.get(name)})
     missing = [name for name in names if not found.get(name) or not Path(found[name]).exists()]
     if missing:

@@ -43,8 +43,9 @@ import yaml
 
 from .. import procs
 from ..state import Lab, LabError, read_json, write_file, write_json
+from ..tools_env import tool_path
 from .base import Component, Health
-from .talos import TOOLS_ENV, TalosNodes
+from .talos import TalosNodes
 
 PROBE_TIMEOUT = 2
 # The component's process: waits for reconcile() to write the controller's command line, then becomes the
@@ -64,20 +65,6 @@ while True:
     os.execv(argv[0], argv)
 """
 TOKEN_SECONDS = 24 * 3600
-
-
-def tool_path(name: str) -> str:
-    """The controller's binary: TURNKEY_<NAME> from the environment, else from the tools cache's tools.env."""
-    variable = "TURNKEY_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
-    recorded = {}
-    if TOOLS_ENV.is_file():
-        for line in TOOLS_ENV.read_text().splitlines():
-            key, _sep, value = line.partition("=")
-            recorded[key.strip()] = value.strip()
-    path = os.environ.get(variable) or recorded.get(variable)
-    if not path or not os.access(path, os.X_OK):
-        raise LabError(f"lab: no {name} binary ({variable} unset and not in {TOOLS_ENV}); run `make tools`")
-    return path
 
 
 @dataclass(frozen=True)

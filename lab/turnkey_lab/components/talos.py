@@ -10,7 +10,6 @@ so a node made again under the same name boots into maintenance mode, as a fresh
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -18,6 +17,7 @@ import urllib.error
 from pathlib import Path
 
 from ..state import LabError, read_json, write_json
+from ..tools_env import tool_path
 from ..twins.hetzner.talos_hook import FILE as HETZNER_TALOS_FILE
 from .base import Component, Health
 from .hetzner import HetznerTwin
@@ -25,30 +25,16 @@ from .proxmox import Proxmox
 
 REPO = Path(__file__).resolve().parents[3]
 BUILD = REPO / "lab" / "talos-twin" / "build.sh"
-TOOLS_ENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "turnkey-cluster" / "tools" / "tools.env"
 PORT = 50000
-# The real control plane started on bootstrap; tools/build makes both.
-TOOLS = {"etcd": "TURNKEY_ETCD", "kube-apiserver": "TURNKEY_KUBE_APISERVER"}
-# The control loop the twin runs next to the API server (docs/lab.md, "Control loop"); tools/build makes them.
-CONTROL_LOOP = {"kube-controller-manager": "TURNKEY_KUBE_CONTROLLER_MANAGER",
-                "kube-scheduler": "TURNKEY_KUBE_SCHEDULER", "kwok": "TURNKEY_KWOK"}
-TOOLS.update(CONTROL_LOOP)
+# The control loop the twin runs next to the API server (docs/lab.md, "Control loop"), and the real control plane
+# (etcd, kube-apiserver) it starts on bootstrap; tools/build makes them all.
+CONTROL_LOOP = ("kube-controller-manager", "kube-scheduler", "kwok")
+TOOLS = ("etcd", "kube-apiserver", *CONTROL_LOOP)
 
 
 def tool_paths() -> dict[str, str]:
-    """etcd, kube-apiserver and the control loop: from the environment, else from the tools cache's tools.env."""
-    recorded = {}
-    if TOOLS_ENV.is_file():
-        for line in TOOLS_ENV.read_text().splitlines():
-            name, _sep, value = line.partition("=")
-            recorded[name.strip()] = value.strip()
-    found = {}
-    for tool, variable in TOOLS.items():
-        path = os.environ.get(variable) or recorded.get(variable)
-        if not path or not os.access(path, os.X_OK):
-            raise LabError(f"talos: no {tool} binary ({variable} unset and not in {TOOLS_ENV}); run `make tools`")
-        found[tool] = path
-    return found
+    """etcd, kube-apiserver and the control loop (tools_env: the environment, else the tools cache's tools.env)."""
+    return {tool: tool_path(tool) for tool in TOOLS}
 
 
 class TalosNodes(Component):
