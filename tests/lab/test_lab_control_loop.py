@@ -262,7 +262,7 @@ def test_a_pod_referencing_a_missing_secret_waits_as_on_a_kubelet_until_it_exist
     apply(kubeconfig, GATED)
 
     def held(app, reason):
-        [pod] = pods(kubeconfig, "gated", "app=" + app)
+        pod = _the_pod(kubeconfig, app)
         assert pod["spec"].get("nodeName") in WORKERS, pod["spec"].get("nodeName")
         waiting = (pod["status"].get("containerStatuses") or [{}])[0].get("state", {}).get("waiting", {})
         assert waiting.get("reason") == reason, pod["status"]
@@ -298,8 +298,16 @@ def test_a_pod_referencing_a_missing_secret_waits_as_on_a_kubelet_until_it_exist
     eventually(lambda: _pod_ready(kubeconfig, "env-from-secret"), 120, "env-from-secret Ready")
 
 
+def _the_pod(path, app):
+    """The Deployment's one pod; none yet (its ReplicaSet has not made it) is an AssertionError, which eventually
+    retries."""
+    found = pods(path, "gated", "app=" + app)
+    assert len(found) == 1, [pod["metadata"]["name"] for pod in found]
+    return found[0]
+
+
 def _pod_ready(path, app):
-    [pod] = pods(path, "gated", "app=" + app)
+    pod = _the_pod(path, app)
     assert (_condition(pod, "Ready") or {}).get("status") == "True", pod["status"]
     return pod
 
