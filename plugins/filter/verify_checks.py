@@ -165,22 +165,21 @@ def _missing_target(obj, present):
     return "" if name in present else name
 
 
-def verify_external_secrets(result, secrets=None):
-    """Every ExternalSecret Ready with reason SecretSynced and, given the Secrets External Secrets manages (a
-    k8s_info read), its target Secret there: a Ready condition outlives a deleted target until the next sync."""
+def verify_external_secrets(result, secrets):
+    """Every ExternalSecret Ready with reason SecretSynced and its target Secret among those External Secrets
+    manages (a k8s_info read): a Ready condition outlives a deleted target until the next sync."""
     result = result or {}
     if _unread(result):
         return _unread_kind(result, "ExternalSecret")
-    if secrets is not None and _unread(secrets):
+    if _unread(secrets):
         return [_judge("ExternalSecret", obj) for obj in result["resources"]] + [_entry(
             "Secret", False, "cannot read the Secrets External Secrets manages: "
             + _first_line(secrets.get("msg", "no answer")))]
-    present = {"%s/%s" % (s["metadata"].get("namespace", ""), s["metadata"]["name"])
-               for s in (secrets or {}).get("resources", [])}
+    present = {"%s/%s" % (s["metadata"].get("namespace", ""), s["metadata"]["name"]) for s in secrets["resources"]}
     entries = []
     for obj in result["resources"]:
         entry = _judge("ExternalSecret", obj)
-        missing = _missing_target(obj, present) if secrets is not None else ""
+        missing = _missing_target(obj, present)
         if missing:
             entry.update(status="failed", detail=entry["detail"] + ", but its target Secret %s is missing (External "
                          "Secrets re-creates it at its next sync: is its controller running?)" % missing)

@@ -221,7 +221,8 @@ class Login:
         return [path for path in (self.p.get("ca_path"), self.p.get("vault_ca_path")) if path]
 
     # -- Vault (OpenBao) as the relying party: its OIDC auth method, then its UI ------------------------
-    def vault_api(self, step, method, path, body=None, token=None):
+    def vault_api(self, step, path, body=None, token=None):
+        """Vault's HTTP API: a POST with a body, else a GET (as http sends it)."""
         url = self.p["vault_url"].rstrip("/") + "/v1/" + path
         headers = {"Content-Type": "application/json"}
         if token:
@@ -230,6 +231,7 @@ class Login:
                                    ca_path=self.p.get("vault_ca_path"))
         if status >= 400:
             detail = json.dumps(answer)[:300]
+            method = "POST" if body is not None else "GET"
             raise StepFailed(step, "Vault answered HTTP %s to %s %s: %s" % (status, method, url, detail))
         return answer
 
@@ -238,7 +240,7 @@ class Login:
         Vault's callback (Vault, the real relying party, checks the ID token), the token's policies checked,
         then the UI opened with that token."""
         mount = self.p["vault_mount"].strip("/")
-        start = self.vault_api("vault_auth_url", "POST", "auth/%s/oidc/auth_url" % mount,
+        start = self.vault_api("vault_auth_url", "auth/%s/oidc/auth_url" % mount,
                                {"role": self.p["vault_role"], "redirect_uri": self.p["redirect_uri"]})
         auth_url = ((start or {}).get("data") or {}).get("auth_url")
         if not auth_url:
@@ -259,13 +261,13 @@ class Login:
 
     def vault_session(self, browser, mount, code):
         """The code to Vault's callback, the token's policies, the UI with the token; the token revoked after."""
-        done = self.vault_api("vault_callback", "GET", "auth/%s/oidc/callback?%s" % (
+        done = self.vault_api("vault_callback", "auth/%s/oidc/callback?%s" % (
             mount, urlencode({"state": self.state, "code": code})))
         auth = (done or {}).get("auth") or {}
         if not auth.get("client_token"):
             raise StepFailed("vault_callback", "Vault's callback gave no token: %s" % json.dumps(done)[:300])
         try:
-            me = self.vault_api("vault_callback", "GET", "auth/token/lookup-self", token=auth["client_token"])
+            me = self.vault_api("vault_callback", "auth/token/lookup-self", token=auth["client_token"])
             auth["display_name"] = ((me or {}).get("data") or {}).get("display_name", "")
             self.step("vault_callback", "Vault accepted the code and the IdP's ID token: token of %s" % (
                 auth["display_name"]))
@@ -273,7 +275,7 @@ class Login:
             self.vault_ui(browser, auth["client_token"], auth["display_name"])
         finally:  # never mask the step that failed: a token Vault cannot revoke now expires with its TTL
             with contextlib.suppress(StepFailed):
-                self.vault_api("vault_logout", "POST", "auth/token/revoke-self", {}, token=auth["client_token"])
+                self.vault_api("vault_logout", "auth/token/revoke-self", {}, token=auth["client_token"])
         return claims
 
     def vault_policies(self, auth):

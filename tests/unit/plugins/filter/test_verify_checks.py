@@ -131,7 +131,7 @@ def test_external_secrets_synced():
     # no observedGeneration on ExternalSecrets: never judged stale
     synced = obj("grafana-oidc", "grafana", [ready(reason="SecretSynced")], generation=4, observed=None)
     del synced["status"]["observedGeneration"]
-    assert verify_checks(read(synced), "external_secrets") == [
+    assert verify_checks(read(synced), "external_secrets", read(secret("grafana-oidc", "grafana"))) == [
         {"component": "ExternalSecret grafana/grafana-oidc", "status": "ok", "detail": "Synced"}]
 
 
@@ -139,7 +139,8 @@ def test_external_secrets_not_synced():
     broken = obj("grafana-oidc", "grafana", [ready("False", "SecretSyncedError",
                                                    "could not get secret data from provider")])
     ready_but_not_synced = obj("x", "grafana", [ready("True", "Other")])
-    assert verify_checks(read(broken, ready_but_not_synced), "external_secrets") == [
+    managed = read(secret("grafana-oidc", "grafana"), secret("x", "grafana"))
+    assert verify_checks(read(broken, ready_but_not_synced), "external_secrets", managed) == [
         {"component": "ExternalSecret grafana/grafana-oidc", "status": "failed",
          "detail": "not Synced (Ready=False, SecretSyncedError: could not get secret data from provider)"},
         {"component": "ExternalSecret grafana/x", "status": "failed", "detail": "not Synced (Ready=True, Other: )"}]
