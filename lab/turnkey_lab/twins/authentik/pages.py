@@ -1,6 +1,8 @@
 """The twin's HTML pages: login, consent, errors, logged out. Plain forms with stable ids a browser driver
 (and a test posting with requests) can find: #login-form with inputs uid_field/password and
-#login-submit; #consent-form with #consent-accept."""
+#login-submit; #consent-form with #consent-accept. A stage page renders its stage again shortly after it
+loads, as Authentik's flow executor (a single-page app) renders the stage it fetched: an element a browser
+driver found before that is gone (stale), and what was typed into it is lost."""
 
 from __future__ import annotations
 
@@ -12,12 +14,20 @@ _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
 <body><main id="flow" data-flow="{flow}"><h1>{title}</h1>
 {content}
-</main></body></html>
+</main>{script}</body></html>
 """
 
+# The flow executor's second render: the same markup, new elements, typed values gone.
+_RERENDER = """<script>setTimeout(function () {
+  var stage = document.getElementById("flow"); stage.innerHTML = stage.innerHTML;
+}, %d);</script>"""
+RERENDER_MS = 150
 
-def page(title: str, content: str, flow: str = "", status: int = 200, headers: dict | None = None) -> Response:
-    body = _PAGE.format(title=escape(title), content=content, flow=escape(flow))
+
+def page(title: str, content: str, flow: str = "", status: int = 200, headers: dict | None = None,
+         stage: bool = False) -> Response:
+    body = _PAGE.format(title=escape(title), content=content, flow=escape(flow),
+                        script=_RERENDER % RERENDER_MS if stage else "")
     return Response(status, body.encode(), "text/html; charset=utf-8", headers or {})
 
 
@@ -31,7 +41,7 @@ def login(pending: str, flow: str, message: str = "") -> Response:
 <input id="password" name="password" type="password" autocomplete="current-password" required>
 <button id="login-submit" type="submit">Log in</button>
 </form>"""
-    return page("Welcome to authentik!", content, flow)
+    return page("Welcome to authentik!", content, flow, stage=True)
 
 
 def consent(pending: str, flow: str, app_name: str, permissions: list[str]) -> Response:
@@ -42,7 +52,7 @@ def consent(pending: str, flow: str, app_name: str, permissions: list[str]) -> R
 <input type="hidden" name="consent" value="yes">
 <button id="consent-accept" type="submit">Continue</button>
 </form>"""
-    return page(f"Redirecting to {app_name}", content, flow)
+    return page(f"Redirecting to {app_name}", content, flow, stage=True)
 
 
 def error(title: str, message: str, status: int = 400) -> Response:
