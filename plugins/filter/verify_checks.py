@@ -328,6 +328,10 @@ def verify_sso_plan(apps, users, secrets, secret_reads, cluster):
     return out
 
 
+# ansible-core 2.19 keeps a module's unhandled exception in `exception` and gives the result no `msg`
+NO_MESSAGE = "the login check ended without a message (its error is in the run's output above)"
+
+
 def verify_sso_logins(logins, report_dir):
     """Each planned login: its problem, or the sso_login_check result (the ID token's audience, issuer and
     groups); the screenshot named relative to the report folder when it is in it."""
@@ -342,7 +346,7 @@ def verify_sso_logins(logins, report_dir):
         if item["problem"]:
             detail = item["problem"]
         elif "claims" not in login:
-            detail = _text(login.get("msg", "no result"))
+            detail = _text(login.get("msg") or NO_MESSAGE)
         elif "vault_policies" in claims:
             detail = "logged in to Vault's UI through %s as %s, Vault token policies: %s" % (
                 _text(claims.get("iss", "?")), _text(claims.get("vault_user", "?")),

@@ -47,6 +47,27 @@ class StepFailed(Exception):
         self.msg = msg
 
 
+@contextlib.contextmanager
+def browser_step(step):
+    """A browser error (Chromium or its driver gone, a page that never settles) fails the step it happened in,
+    named, rather than escaping as a traceback without a message."""
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        yield
+    except WebDriverException as exc:
+        raise StepFailed(step, "Chromium failed: %s" % (exc.msg or type(exc).__name__).strip().splitlines()[0]) from exc
+
+
+def page_changed(exc):
+    """Whether a browser error only means the page changed under the driver: an element found before a
+    navigation or a re-render (single-page apps render their forms again) is gone."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    return isinstance(exc, StaleElementReferenceException) or (
+        isinstance(exc, WebDriverException) and "does not belong to the document" in (exc.msg or ""))
+
+
 def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -122,7 +143,8 @@ class Login:
         self.step("browser", "%s via %s (%s)" % (browser.version, CHROMEDRIVER, browser.trust))
         landed = None
         try:
-            landed = browser.log_in(url, self.p["redirect_uri"], self.p["username"], self.p["password"], self)
+            with browser_step("login"):
+                landed = browser.log_in(url, self.p["redirect_uri"], self.p["username"], self.p["password"], self)
         finally:  # a failed login keeps its picture too: the page that refused it
             if keep_screenshot or landed is None:
                 self.screenshot = self.p["screenshot"]
@@ -294,7 +316,8 @@ class Login:
 
     def vault_ui(self, browser, token, who):
         ui = self.p["vault_url"].rstrip("/") + "/ui/vault/auth?with=token"
-        landed = browser.ui_token_login(ui, token, who)
+        with browser_step("vault_ui"):
+            landed = browser.ui_token_login(ui, token, who)
         self.screenshot = self.p["screenshot"]
         browser.save_screenshot(self.screenshot)
         self.step("vault_ui", "the UI at %s took the token and shows %s" % (ui.split("?")[0], landed))
@@ -419,14 +442,17 @@ class Chromium:
             return ""
 
     def submit(self, button):
-        """Clicks and waits until the page it was on is gone (the next page, or the redirect)."""
+        """Clicks and waits until the document it was on is gone (the next page, or the redirect); the button
+        alone going stale proves nothing, a re-render of the same page does that too."""
         from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.common.by import By
         from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.ui import WebDriverWait
 
+        document = self.driver.find_element(By.TAG_NAME, "html")
         button.click()
         with contextlib.suppress(TimeoutException):  # the loop looks at the page again and names what it shows
-            WebDriverWait(self.driver, self.timeout).until(expected_conditions.staleness_of(button))
+            WebDriverWait(self.driver, self.timeout).until(expected_conditions.staleness_of(document))
 
     def error_page(self):
         """Whether Chromium shows its own error page (unreachable host, untrusted certificate)."""
@@ -489,39 +515,53 @@ class Chromium:
         submitted = False
         deadline = time.time() + self.timeout
         while time.time() < deadline:
-            landed = self.reached(redirect_uri)
+            try:
+                landed, submitted = self.log_in_once(redirect_uri, username, password, login, submitted)
+            except Exception as exc:
+                if not page_changed(exc):
+                    raise
+                landed = None  # the page changed while it was read or filled in: look at it again
             if landed:
-                self.last_png = self.landed_png()
-                self.done = True
                 return landed
-            if self.error_page():
-                raise StepFailed("login", "the browser could not load %s: %s" % (
-                    self.driver.current_url.split("?")[0], self.page_text()))
-            form = self.find("uid_field")
-            if form is not None:
-                error = self.find("login-error")
-                if submitted and error is not None:
-                    raise StepFailed("login", "the IdP refused %s's credentials: %s" % (username, error.text))
-                form.clear()
-                form.send_keys(username)
-                field = self.find("password")
-                field.clear()
-                field.send_keys(password)
-                self.last_png = self.driver.get_screenshot_as_png()
-                self.submit(self.find("login-submit"))
-                if not submitted:
-                    login.step("login", "login form at %s filled and sent" % self.driver.current_url.split("?")[0])
-                submitted = True
-                continue
-            accept = self.find("consent-accept")
-            if accept is not None:
-                self.last_png = self.driver.get_screenshot_as_png()
-                self.submit(accept)
-                login.step("consent", "consent given")
-                continue
-            error = self.find("flow-error")
-            if error is not None:
-                raise StepFailed("login", "the IdP answered %r: %s" % (self.driver.title, error.text))
             time.sleep(0.2)
         raise StepFailed("login", "the browser did not reach %s within %ss; it shows %s: %s" % (
             redirect_uri, self.timeout, self.driver.current_url.split("?")[0], self.page_text()))
+
+    def log_in_once(self, redirect_uri, username, password, login, submitted):
+        """One look at the page: the redirect reached (its URL), or the form filled in and sent, or the
+        consent given; returns (landed URL or None, whether the login form was sent)."""
+        landed = self.reached(redirect_uri)
+        if landed:
+            self.last_png = self.landed_png()
+            self.done = True
+            return landed, submitted
+        if self.error_page():
+            raise StepFailed("login", "the browser could not load %s: %s" % (
+                self.driver.current_url.split("?")[0], self.page_text()))
+        form = self.find("uid_field")
+        if form is not None:
+            error = self.find("login-error")
+            if submitted and error is not None:
+                raise StepFailed("login", "the IdP refused %s's credentials: %s" % (username, error.text))
+            # all three found first: a re-render after this makes them stale (retried), never a mix of old
+            # and new fields that would send a half-filled form
+            field, button = self.find("password"), self.find("login-submit")
+            form.clear()
+            form.send_keys(username)
+            field.clear()
+            field.send_keys(password)
+            self.last_png = self.driver.get_screenshot_as_png()
+            self.submit(button)
+            if not submitted:
+                login.step("login", "login form at %s filled and sent" % self.driver.current_url.split("?")[0])
+            return None, True
+        accept = self.find("consent-accept")
+        if accept is not None:
+            self.last_png = self.driver.get_screenshot_as_png()
+            self.submit(accept)
+            login.step("consent", "consent given")
+            return None, submitted
+        error = self.find("flow-error")
+        if error is not None:
+            raise StepFailed("login", "the IdP answered %r: %s" % (self.driver.title, error.text))
+        return None, submitted

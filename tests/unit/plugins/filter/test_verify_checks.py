@@ -342,3 +342,10 @@ def test_sso_logins_refused_or_not_tried():
          "detail": "failed at step login", "screenshot": ""},
         {"component": "sso grafana as (nobody) (admin)", "status": "failed",
          "detail": "no sso_users entry is in its admin group grafana-admins", "screenshot": ""}]
+
+
+def test_sso_logins_a_failure_without_a_message_says_where_its_error_is():
+    # ansible-core 2.19 keeps a module's unhandled exception in `exception`, with no `msg`
+    assert verify_checks([login("turnkey-viewer", False, failed=True, exception="...")], "sso_logins", "/r")[0] == {
+        "component": "sso grafana as turnkey-viewer (not admin)", "status": "failed",
+        "detail": "the login check ended without a message (its error is in the run's output above)", "screenshot": ""}
