@@ -370,12 +370,14 @@ class Render:
         if self.p["settings"].get("vault_ca_kind") == "none":  # a Vault with a publicly trusted certificate
             store = "platform/external-secrets-store/clustersecretstore.yaml"
             files[store] = re.sub(r"^      caProvider:\n(?:        .*\n)+", "", files[store], flags=re.M)
-        if self.p["chart_ca_secret"]:
-            for path in [path for path in files if path.endswith("/helmrepository.yaml")]:
-                files[path] = re.sub(r"^(  type: .*\n)", r"\1  certSecretRef:\n    name: %s\n"
-                                     % self.p["chart_ca_secret"], files[path], flags=re.M)
         for extra in self.p["extra_files"]:
             self.add(extra["path"], extra["content"])
+        if self.p["chart_ca_secret"]:  # every HelmRepository, the tree's and those of the files the role adds
+            for path in [path for path in files if "kind: HelmRepository" in files[path]]:
+                files[path] = "\n---\n".join(
+                    re.sub(r"^(  type: .*)$", r"\1\n  certSecretRef:\n    name: %s" % self.p["chart_ca_secret"], doc,
+                           flags=re.M) if "\nkind: HelmRepository\n" in "\n" + doc else doc
+                    for doc in files[path].split("\n---\n"))
         resealed = []
         if self.p["sealed_secrets"]:
             private_key = None

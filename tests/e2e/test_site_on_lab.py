@@ -148,7 +148,8 @@ def platform_is_ready_at(site, revision):
         assert condition(item).get("status") == "True", (item["metadata"]["name"], condition(item))
         assert item["status"]["lastAppliedRevision"] == "main@sha1:" + revision, item["metadata"]["name"]
     releases = kubectl_json(kubeconfig, "get", "helmreleases", "-A")["items"]
-    wanted = {"cert-manager", "external-secrets", "sealed-secrets", "proxmox-csi-plugin", "hcloud-csi", "authentik"}
+    wanted = {"cert-manager", "external-secrets", "sealed-secrets", "proxmox-csi-plugin", "hcloud-csi", "authentik",
+              "grafana"}
     assert {r["metadata"]["name"] for r in releases} >= wanted
     for item in releases:
         assert condition(item).get("status") == "True", (item["metadata"]["name"], condition(item))

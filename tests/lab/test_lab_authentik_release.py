@@ -2,8 +2,9 @@
 source-controller (lab components) install the lab's stand-in authentik chart from the lab's chart repository into a
 Talos twin cluster whose pods KWOK plays behind the kubelet's gate; without the four Secrets of the layer 03 contract
 the server and worker pods stay Pending with the kubelet's CreateContainerConfigError and the release is not Ready,
-and once the Secrets are made (as External Secrets makes them) the pods start and the release is Ready. One control
-plane and one worker on 127.115.1.x, the lab's components on 127.115.0.x."""
+and once the Secrets are made (as External Secrets makes them) the pods start and the release is Ready. The same for
+an SSO app's own release (Grafana's, from apps/sso-apps) and its client secret. One control plane and one worker on
+127.115.1.x, the lab's components on 127.115.0.x."""
 
 from __future__ import annotations
 
@@ -143,3 +144,47 @@ def test_the_authentik_release_is_ready_only_after_its_secrets_exist(release_lab
     chart = yaml.safe_load(cluster.run("get", "helmrelease", "authentik", "-n", "authentik", "-o", "yaml").stdout)
     assert chart["status"]["history"][0]["chartVersion"] == "2026.5.6"
     assert lab.status()["components"]["helm-controller"]["healthy"]
+
+
+def test_an_sso_apps_release_is_ready_only_after_its_client_secret_exists(release_lab):
+    """Grafana's release from apps/sso-apps (the lab's stand-in chart): held by the kubelet's gate until the Secret
+    grafana-oidc, which External Secrets syncs from Vault's kv/sso/grafana, exists with its client_secret key."""
+    _lab, cluster, tree = release_lab
+    files = tree.files()
+    cluster.apply(tree.substituted(files["apps/sso-apps/namespace-grafana.yaml"]))
+    for doc in yaml.safe_load_all(tree.substituted(files["apps/sso-apps/grafana-release.yaml"])):
+        cluster.apply(doc)
+
+    def grafana_pod():
+        items = (cluster.get("pods", "-n", "grafana", "-l", "app.kubernetes.io/name=grafana") or {}).get("items")
+        return (items or [None])[0]
+
+    def gated():
+        statuses = ((grafana_pod() or {}).get("status") or {}).get("containerStatuses") or []
+        waiting = statuses[0].get("state", {}).get("waiting") or {} if statuses else {}
+        return waiting if waiting.get("reason") == "CreateContainerConfigError" else None
+
+    waiting = wait_for(gated, timeout=300, interval=1)
+    assert waiting["message"] == 'secret "grafana-oidc" not found', waiting
+    assert condition(cluster.get("helmrelease", "grafana", "-n", "grafana")).get("status") != "True"
+
+    # A Secret without the key is still refused, as a kubelet refuses it.
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+              "metadata": {"name": "grafana-oidc", "namespace": "grafana"},
+              "data": {"other": base64.b64encode(b"x").decode()}}
+    cluster.apply(secret)
+    wait_for(lambda: (gated() or {}).get("message", "").startswith("couldn't find key client_secret"), timeout=120,
+             interval=1)
+    cluster.apply({**secret, "data": {"client_secret": base64.b64encode(b"lab-grafana-client-secret").decode()}})
+
+    def ready():
+        found = condition(cluster.get("helmrelease", "grafana", "-n", "grafana"))
+        return found if found.get("status") == "True" else None
+
+    found = wait_for(ready, timeout=600, interval=2)
+    assert found["reason"] in ("InstallSucceeded", "UpgradeSucceeded"), found
+    assert cluster.get("deployment", "grafana", "-n", "grafana")["status"].get("availableReplicas") == 1
+    chart = yaml.safe_load(cluster.run("get", "helmrelease", "grafana", "-n", "grafana", "-o", "yaml").stdout)
+    assert chart["status"]["history"][0]["chartVersion"] == "8.5.1"
+    ini = cluster.get("configmap", "grafana", "-n", "grafana")["data"]["grafana.ini"]
+    assert "client_id = grafana" in ini and "lab-grafana-client-secret" not in ini

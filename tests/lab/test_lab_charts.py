@@ -149,7 +149,7 @@ def test_the_lab_serves_every_chart_of_the_lab_tree(charts_lab, running, tmp_pat
     charts = {obj["spec"]["chart"]["spec"]["chart"]: obj["spec"]["chart"]["spec"]["version"] for obj in releases}
     # The lab inventory: Proxmox and Hetzner nodes, external Vault (no openbao chart).
     assert set(charts) == {"cert-manager", "sealed-secrets", "external-secrets", "proxmox-csi-plugin", "hcloud-csi",
-                           "authentik"}
+                           "authentik", "grafana"}
     assert charts["authentik"] == "2026.5.6"  # the stand-in carries the pinned release's version
     assert set(endpoint["charts"]) >= set(charts)
 
@@ -223,6 +223,28 @@ def test_the_lab_serves_every_chart_of_the_lab_tree(charts_lab, running, tmp_pat
     ingress = find(authentik, "Ingress", "authentik-server")
     assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["auth.lab.turnkey.test"]
     assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "cluster-ca"}
+
+    # Grafana (the lab's stand-in, an SSO app's own release): the pod reads only its client secret, from the Secret
+    # grafana-oidc that External Secrets syncs; grafana.ini names Authentik's endpoints and the admin group's role;
+    # no local admin, so no admin Secret.
+    grafana = rendered["grafana"]
+    deployment = find(grafana, "Deployment", "grafana")
+    assert deployment["metadata"]["labels"]["turnkey.cluster/lab-stand-in"] == "true"
+    pod = deployment["spec"]["template"]["spec"]
+    assert secret_refs(pod) == {("grafana-oidc", "client_secret")}
+    env = {entry["name"]: entry for entry in pod["containers"][0]["env"]}
+    assert env["GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET"]["valueFrom"] == {
+        "secretKeyRef": {"name": "grafana-oidc", "key": "client_secret"}}
+    assert env["GF_SECURITY_DISABLE_INITIAL_ADMIN_CREATION"]["value"] == "true"
+    assert not [obj for obj in grafana if obj["kind"] == "Secret"]
+    ini = find(grafana, "ConfigMap", "grafana")["data"]["grafana.ini"]
+    section = ini.split("[auth.generic_oauth]")[1].split("\n[")[0]
+    assert "client_id = grafana" in section and "client_secret" not in section, ini
+    assert "auth_url = https://auth.lab.turnkey.test/application/o/authorize/" in section
+    assert "role_attribute_path = contains(groups, 'grafana-admins') && 'Admin' || 'Viewer'" in section
+    assert "root_url = https://grafana.lab.turnkey.test/" in ini and "disable_login_form = true" in ini
+    ingress = find(grafana, "Ingress", "grafana")
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["grafana.lab.turnkey.test"]
 
     # Proxmox CSI (the real chart 0.5.0): its pods read the config the tree seals, and no class of its own.
     proxmox = rendered["proxmox-csi-plugin"]

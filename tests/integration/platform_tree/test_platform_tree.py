@@ -84,9 +84,11 @@ def test_components_follow_the_spec(tree):
     if tree.name == "lab":
         assert settings["vault_address"] == "https://127.10.0.2:8200" and settings["ingress_issuer"] == "cluster-ca"
         assert {settings[key] for key in settings if key.startswith("chart_url_")} == {"https://127.10.0.13:8443"}
-        repositories = [doc for path in files if path.endswith("helmrepository.yaml") for doc in documents(files[path])]
-        assert repositories and all(doc["spec"]["certSecretRef"] == {"name": "chart-repository-ca"}
-                                    for doc in repositories)
+        # every HelmRepository, the tree's and the one an SSO app's release brings (apps/sso-apps/grafana-release.yaml)
+        repositories = [doc for path in files if path.endswith(".yaml") for doc in documents(files[path])
+                        if doc.get("kind") == "HelmRepository"]
+        assert {doc["metadata"]["name"] for doc in repositories} >= {"authentik", "grafana"}
+        assert all(doc["spec"]["certSecretRef"] == {"name": "chart-repository-ca"} for doc in repositories)
         ca_secret = documents(files["chart-repository-ca.yaml"])[0]
         assert ca_secret["stringData"]["ca.crt"] == tree.ca.read_text()
         vault_ca = documents(files["platform/external-secrets-store/vault-ca.yaml"])[0]
@@ -335,7 +337,26 @@ def test_the_sso_apps_slot_holds_each_apps_namespace_and_client_secret(tree):
         assert doc["spec"]["target"] == {"name": name, "creationPolicy": "Owner", "deletionPolicy": "Retain"}
         assert doc["spec"]["data"] == [{"secretKey": "client_secret",
                                         "remoteRef": {"key": "sso/" + app, "property": "client_secret"}}]
-    assert set(slot) == {key for key in slot if key[0] in ("Namespace", "ExternalSecret")}
+    # Grafana's own release (the collection ships it): its client secret only as a secretKeyRef to grafana-oidc, its
+    # issuer URLs Authentik's, the admin role from the app's admin group, no local admin and no login form.
+    grafana = next(app for app in apps if app["name"] == "grafana")
+    release = slot[("HelmRelease", "grafana", "grafana")]
+    assert release["spec"]["chart"]["spec"]["chart"] == "grafana"
+    assert release["spec"]["chart"]["spec"]["version"] == "${chart_version_grafana}"
+    assert slot[("HelmRepository", "flux-system", "grafana")]["spec"]["url"] == "${chart_url_grafana}"
+    values = release["spec"]["values"]
+    assert values["envValueFrom"] == {"GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET": {
+        "secretKeyRef": {"name": "grafana-oidc", "key": "client_secret"}}}
+    assert values["env"] == {"GF_SECURITY_DISABLE_INITIAL_ADMIN_CREATION": "true"}
+    oauth = values["grafana.ini"]["auth.generic_oauth"]
+    assert oauth["client_id"] == "grafana" and "client_secret" not in oauth and oauth["use_pkce"] is True
+    assert oauth["auth_url"] == "https://${authentik_host}/application/o/authorize/"
+    assert oauth["role_attribute_path"] == f"contains(groups, '{grafana['admin_group']}') && 'Admin' || 'Viewer'"
+    assert "groups" in oauth["scopes"].split() and values["grafana.ini"]["auth"]["disable_login_form"] is True
+    host = grafana["redirect_uris"][0].split("/")[2]
+    assert values["grafana.ini"]["server"]["root_url"] == f"https://{host}/" and values["ingress"]["hosts"] == [host]
+    assert set(slot) == {key for key in slot if key[0] in ("Namespace", "ExternalSecret")} | {
+        ("HelmRepository", "flux-system", "grafana"), ("HelmRelease", "grafana", "grafana")}
     app_secrets = documents(kubectl_kustomize(tree.dest / "platform" / "app-secrets"))
     assert not [doc for doc in app_secrets if doc["spec"]["data"][0]["remoteRef"]["key"].startswith("sso/")]
     dependencies = {dependency["name"] for dependency in kustomizations(tree)["sso-apps"]["spec"]["dependsOn"]}
@@ -345,7 +366,8 @@ def test_the_sso_apps_slot_holds_each_apps_namespace_and_client_secret(tree):
 @pytest.mark.parametrize("tree", ["lab"], indirect=True)
 def test_the_sso_apps_slot_follows_the_spec_down_to_no_app(tree):
     """A disabled app has nothing; a proxy app only its namespace (no client secret); apps sharing a namespace make it
-    once; an app in a platform namespace does not make it again. No app: an empty kustomization that builds."""
+    once; an app in a platform namespace does not make it again; a shipped release goes to the app's namespace, and
+    release: false leaves it out. No app: an empty kustomization that builds."""
     before = tree.files()
     spec = tree.spec()
     original = spec["sso_apps"]
@@ -358,12 +380,20 @@ def test_the_sso_apps_slot_follows_the_spec_down_to_no_app(tree):
     try:
         tree.rendered()
         assert sorted(path for path in tree.files() if path.startswith("apps/sso-apps/")) == [
-            "apps/sso-apps/" + name for name in ("auth-portal-oidc.yaml", "grafana-oidc.yaml", "kustomization.yaml",
-                                                 "namespace-monitoring.yaml")]
+            "apps/sso-apps/" + name for name in ("auth-portal-oidc.yaml", "grafana-oidc.yaml", "grafana-release.yaml",
+                                                 "kustomization.yaml", "namespace-monitoring.yaml")]
         slot = sso_slot(tree)
         assert set(slot) == {("Namespace", None, "monitoring"), ("ExternalSecret", "monitoring", "grafana-oidc"),
-                             ("ExternalSecret", "authentik", "auth-portal-oidc")}
+                             ("ExternalSecret", "authentik", "auth-portal-oidc"),
+                             ("HelmRepository", "flux-system", "grafana"), ("HelmRelease", "monitoring", "grafana")}
         assert "grafana, whoami" in tree.files()["apps/sso-apps/namespace-monitoring.yaml"]
+
+        spec["sso_apps"] = [{**spec["sso_apps"][0], "release": False}]
+        tree.set_spec(spec)
+        tree.rendered()
+        assert sorted(path for path in tree.files() if path.startswith("apps/sso-apps/")) == [
+            "apps/sso-apps/grafana-oidc.yaml", "apps/sso-apps/kustomization.yaml",
+            "apps/sso-apps/namespace-monitoring.yaml"]
 
         spec["sso_apps"] = []
         tree.set_spec(spec)
