@@ -546,6 +546,8 @@ class Chromium:
             # all three found first: a re-render after this makes them stale (retried), never a mix of old
             # and new fields that would send a half-filled form
             field, button = self.find("password"), self.find("login-submit")
+            if field is None or button is None:  # the page moved on between the finds: look at it again
+                return None, submitted
             form.clear()
             form.send_keys(username)
             field.clear()
