@@ -17,17 +17,16 @@ _PAGE = """<!DOCTYPE html>
 </main>{script}</body></html>
 """
 
-# The flow executor's second render: the same markup, new elements, typed values gone.
+# The flow executor's second render, 150 ms after load: the same markup, new elements, typed values gone.
 _RERENDER = """<script>setTimeout(function () {
   var stage = document.getElementById("flow"); stage.innerHTML = stage.innerHTML;
-}, %d);</script>"""
-RERENDER_MS = 150
+}, 150);</script>"""
 
 
 def page(title: str, content: str, flow: str = "", status: int = 200, headers: dict | None = None,
          stage: bool = False) -> Response:
     body = _PAGE.format(title=escape(title), content=content, flow=escape(flow),
-                        script=_RERENDER % RERENDER_MS if stage else "")
+                        script=_RERENDER if stage else "")
     return Response(status, body.encode(), "text/html; charset=utf-8", headers or {})
 
 
