@@ -16,6 +16,7 @@ import time
 import pytest
 import yaml
 
+from tests.playbook_runner import lab_env
 from tests.tools import built_tools
 
 ADDRESS = "127.94.0.1"
@@ -164,6 +165,12 @@ def kubectl(found, kubeconfig, *args):
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def cilium_env(tmp_path, found):
+    """The environment of a playbook run of role cilium: an isolated lab state folder, helm and the chart."""
+    return {**lab_env(tmp_path), "TURNKEY_HELM": found["TURNKEY_HELM"],
+            "TURNKEY_CILIUM_CHART": found["TURNKEY_CILIUM_CHART"]}
 
 
 def bare_control_plane(tmp_path_factory, address):

@@ -13,7 +13,7 @@ import time
 
 import yaml
 
-from tests.integration.cluster.conftest import kubectl, tools
+from tests.integration.cluster.conftest import cilium_env, kubectl, tools
 from tests.playbook_runner import TEST_VAULT_PASSWORD, copy_inventory, lab_env, recap, run_playbook
 from tests.schemas import official_schema
 from tests.store_access import open_store
@@ -70,8 +70,7 @@ def write_playbooks(tmp_path, kubeconfig):
 def test_cilium_and_the_sealed_secrets_key(tmp_path, control_plane):
     kubeconfig, found = control_plane
     inventory = copy_inventory(tmp_path, "lab")
-    env = {**lab_env(tmp_path), "TURNKEY_HELM": found["TURNKEY_HELM"],
-           "TURNKEY_CILIUM_CHART": found["TURNKEY_CILIUM_CHART"]}
+    env = cilium_env(tmp_path, found)
     keypair, roles = write_playbooks(tmp_path, kubeconfig)
     made = run_playbook("-i", str(inventory), playbook=str(keypair), env=env)
     assert made.returncode == 0, made.stdout[-3000:]
@@ -161,8 +160,7 @@ def test_rendered_values_follow_the_official_schema(tmp_path, control_plane):
 
     kubeconfig, found = control_plane
     inventory = copy_inventory(tmp_path, "lab")
-    env = {**lab_env(tmp_path), "TURNKEY_HELM": found["TURNKEY_HELM"],
-           "TURNKEY_CILIUM_CHART": found["TURNKEY_CILIUM_CHART"]}
+    env = cilium_env(tmp_path, found)
     keypair, roles = write_playbooks(tmp_path, kubeconfig)
     assert run_playbook("-i", str(inventory), playbook=str(keypair), env=env).returncode == 0
     validator = jsonschema.Draft7Validator(json.loads(schema.read_text()))

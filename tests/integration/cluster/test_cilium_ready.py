@@ -10,7 +10,8 @@ import subprocess
 import pytest
 import yaml
 
-from tests.playbook_runner import copy_inventory, lab_env, recap, run_playbook
+from tests.integration.cluster.conftest import cilium_env
+from tests.playbook_runner import copy_inventory, recap, run_playbook
 
 NODES = ["node-a", "node-b"]
 
@@ -50,8 +51,7 @@ def run(tmp_path, control_plane):
     kubeconfig, found = control_plane
     inventory = copy_inventory(tmp_path, "lab")
     playbook = cilium_playbook(tmp_path, kubeconfig)
-    env = {**lab_env(tmp_path), "TURNKEY_HELM": found["TURNKEY_HELM"],
-           "TURNKEY_CILIUM_CHART": found["TURNKEY_CILIUM_CHART"]}
+    env = cilium_env(tmp_path, found)
 
     def play(*extra):
         return run_playbook("-i", str(inventory), "-e", "cilium_wait_ready=true", "-e", "cilium_ready_timeout=6",
