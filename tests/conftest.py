@@ -22,6 +22,9 @@ if str(REPO / "collections") not in sys.path:
 
 _FAILED_STEP = pytest.StashKey[str]()
 
+# each test's processor seconds, the most listed at the end (where a cold run's time goes)
+pytest_plugins = ["tests.cpu_report"]
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "incremental: a class of ordered steps; a failed step fails the rest")
