@@ -146,6 +146,18 @@ def test_the_authentik_release_is_ready_only_after_its_secrets_exist(release_lab
     assert lab.status()["components"]["helm-controller"]["healthy"]
 
 
+def released(cluster: Cluster, app: str) -> None:
+    """Waits until the app's HelmRelease (named and namespaced as the app) is Ready from an install or upgrade, with
+    its Deployment (also named as the app) available."""
+    def ready():
+        found = condition(cluster.get("helmrelease", app, "-n", app))
+        return found if found.get("status") == "True" else None
+
+    found = wait_for(ready, timeout=600, interval=2)
+    assert found["reason"] in ("InstallSucceeded", "UpgradeSucceeded"), found
+    assert cluster.get("deployment", app, "-n", app)["status"].get("availableReplicas") == 1
+
+
 def test_an_sso_apps_release_is_ready_only_after_its_client_secret_exists(release_lab):
     """Grafana's release from apps/sso-apps (the lab's stand-in chart): held by the kubelet's gate until the Secret
     grafana-oidc, which External Secrets syncs from Vault's kv/sso/grafana, exists with its client_secret key."""
@@ -177,14 +189,42 @@ def test_an_sso_apps_release_is_ready_only_after_its_client_secret_exists(releas
              interval=1)
     cluster.apply({**secret, "data": {"client_secret": base64.b64encode(b"lab-grafana-client-secret").decode()}})
 
-    def ready():
-        found = condition(cluster.get("helmrelease", "grafana", "-n", "grafana"))
-        return found if found.get("status") == "True" else None
-
-    found = wait_for(ready, timeout=600, interval=2)
-    assert found["reason"] in ("InstallSucceeded", "UpgradeSucceeded"), found
-    assert cluster.get("deployment", "grafana", "-n", "grafana")["status"].get("availableReplicas") == 1
+    released(cluster, "grafana")
     chart = yaml.safe_load(cluster.run("get", "helmrelease", "grafana", "-n", "grafana", "-o", "yaml").stdout)
     assert chart["status"]["history"][0]["chartVersion"] == "8.5.1"
     ini = cluster.get("configmap", "grafana", "-n", "grafana")["data"]["grafana.ini"]
     assert "client_id = grafana" in ini and "lab-grafana-client-secret" not in ini
+
+
+def test_giteas_release_is_ready_only_after_its_oauth_secret_exists(release_lab):
+    """Gitea's release (the lab's stand-in chart; the tree's gitea app is lab_tree's addition): its init container,
+    which registers the OAuth source, reads the chart's keys `key` and `secret` of Secret gitea-oauth, so the pod is
+    held until that Secret (which the tree's ExternalSecret gitea-oauth templates from kv/sso/gitea) exists."""
+    _lab, cluster, tree = release_lab
+    files = tree.files()
+    cluster.apply(tree.substituted(files["apps/sso-apps/namespace-gitea.yaml"]))
+    docs = list(yaml.safe_load_all(tree.substituted(files["apps/sso-apps/gitea-release.yaml"])))
+    assert [doc["kind"] for doc in docs] == ["HelmRepository", "ExternalSecret", "HelmRelease"]
+    for doc in docs:
+        if doc["kind"] != "ExternalSecret":  # no External Secrets here: the test makes the Secret it would make
+            cluster.apply(doc)
+
+    def gated():
+        items = (cluster.get("pods", "-n", "gitea", "-l", "app.kubernetes.io/name=gitea") or {}).get("items") or []
+        statuses = ((items or [{}])[0].get("status") or {}).get("initContainerStatuses") or []
+        waiting = statuses[0].get("state", {}).get("waiting") or {} if statuses else {}
+        return waiting if waiting.get("reason") == "CreateContainerConfigError" else None
+
+    waiting = wait_for(gated, timeout=300, interval=1)
+    assert waiting["message"] == 'secret "gitea-oauth" not found', waiting
+    assert condition(cluster.get("helmrelease", "gitea", "-n", "gitea")).get("status") != "True"
+
+    # The Secret as the ExternalSecret's template makes it: the client id and the synced client secret.
+    cluster.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                   "metadata": {"name": "gitea-oauth", "namespace": "gitea"},
+                   "data": {"key": base64.b64encode(b"gitea").decode(),
+                            "secret": base64.b64encode(b"lab-gitea-client-secret").decode()}})
+
+    released(cluster, "gitea")
+    script = cluster.get("secret", "gitea-init", "-n", "gitea")["data"]["configure_gitea.sh"]
+    assert "lab-gitea-client-secret" not in base64.b64decode(script).decode()

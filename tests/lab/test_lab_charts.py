@@ -28,6 +28,8 @@ from tests.tools import built_tools
 
 NET = "127.105"
 URL = f"https://{NET}.0.13:8443"
+GITEA = {"name": "gitea", "admin_group": "gitea-admins", "groups": ["gitea-admins", "gitea-users"],
+         "redirect_uris": ["https://git.lab.turnkey.test/user/oauth2/authentik/callback"]}
 
 
 def objects(text: str) -> list[dict]:
@@ -65,6 +67,11 @@ def lab_tree(folder: Path, lab_root: Path, net: str) -> Tree:
         "charts": {"repository_url": f"https://{net}.0.13:8443", "ca_path": str(lab_root / "pki" / "ca.pem")},
         "hetzner": {"token": HCLOUD_TOKEN}}})
     tree.make_store()
+    # Gitea, whose release the collection ships, is not in the lab inventory (no Gitea login in the e2e): added here,
+    # so that its stand-in chart is served, fetched and rendered with the tree's values as every other.
+    spec = tree.spec()
+    spec["sso_apps"] = [*spec["sso_apps"], GITEA]
+    tree.set_spec(spec)
     tree.rendered()
     return tree
 
@@ -149,7 +156,7 @@ def test_the_lab_serves_every_chart_of_the_lab_tree(charts_lab, running, tmp_pat
     charts = {obj["spec"]["chart"]["spec"]["chart"]: obj["spec"]["chart"]["spec"]["version"] for obj in releases}
     # The lab inventory: Proxmox and Hetzner nodes, external Vault (no openbao chart).
     assert set(charts) == {"cert-manager", "sealed-secrets", "external-secrets", "proxmox-csi-plugin", "hcloud-csi",
-                           "authentik", "grafana"}
+                           "authentik", "grafana", "gitea"}
     assert charts["authentik"] == "2026.5.6"  # the stand-in carries the pinned release's version
     assert set(endpoint["charts"]) >= set(charts)
 
@@ -245,6 +252,25 @@ def test_the_lab_serves_every_chart_of_the_lab_tree(charts_lab, running, tmp_pat
     assert "root_url = https://grafana.lab.turnkey.test/" in ini and "disable_login_form = true" in ini
     ingress = find(grafana, "Ingress", "grafana")
     assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["grafana.lab.turnkey.test"]
+
+    # Gitea (the lab's stand-in): only the init container that registers the OAuth source reads credentials, the
+    # client id and secret from the chart's keys of Secret gitea-oauth (which the tree's ExternalSecret templates from
+    # kv/sso/gitea); the source's flags name Authentik's discovery URL and the admin group; no admin, no admin Secret.
+    gitea = rendered["gitea"]
+    deployment = find(gitea, "Deployment", "gitea")
+    assert deployment["metadata"]["labels"]["turnkey.cluster/lab-stand-in"] == "true"
+    pod = deployment["spec"]["template"]["spec"]
+    assert secret_refs(pod) - {("gitea-init", "*"), ("gitea-inline-config", "*")} == {
+        ("gitea-oauth", "key"), ("gitea-oauth", "secret")}
+    assert not [obj for obj in gitea if obj["kind"] == "Secret" and obj["metadata"]["name"] == "gitea-admin"]
+    script = find(gitea, "Secret", "gitea-init")["stringData"]["configure_gitea.sh"]
+    assert '--auto-discover-url "https://auth.lab.turnkey.test/application/o/gitea/.well-known/openid-configuration"' \
+        in script and '--admin-group "gitea-admins"' in script and '--group-claim-name "groups"' in script
+    assert '--secret "${GITEA_OAUTH_SECRET_0}"' in script
+    server = find(gitea, "Secret", "gitea-inline-config")["stringData"]["server"]
+    assert "ROOT_URL=https://git.lab.turnkey.test/" in server.splitlines()
+    ingress = find(gitea, "Ingress", "gitea")
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["git.lab.turnkey.test"]
 
     # Proxmox CSI (the real chart 0.5.0): its pods read the config the tree seals, and no class of its own.
     proxmox = rendered["proxmox-csi-plugin"]

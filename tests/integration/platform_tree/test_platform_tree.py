@@ -411,6 +411,56 @@ def test_the_sso_apps_slot_follows_the_spec_down_to_no_app(tree):
     assert tree.files() == before
 
 
+@pytest.mark.parametrize("tree", ["lab"], indirect=True)
+def test_giteas_release_reads_its_oauth_source_from_a_secret_made_from_vault(tree):
+    """An enabled gitea app gets the collection's Gitea release: the chart's OAuth source reads the client id and secret
+    from Secret gitea-oauth (keys key and secret, the chart's), which an ExternalSecret templates from kv/sso/gitea; no
+    credential in the values, the admin group mapped through the groups claim, no local admin, sign-up only by SSO."""
+    before = tree.files()
+    spec = tree.spec()
+    original = spec["sso_apps"]
+    spec["sso_apps"] = [*original, {"name": "gitea", "namespace": "git", "admin_group": "gitea-admins",
+                                    "groups": ["gitea-admins", "gitea-users"],
+                                    "redirect_uris": ["https://git.lab.turnkey.test/user/oauth2/authentik/callback"]}]
+    tree.set_spec(spec)
+    try:
+        tree.rendered()
+        slot = sso_slot(tree)
+        assert {key for key in slot if key[1] == "git" or key[2] in ("git", "gitea")} == {
+            ("Namespace", None, "git"), ("ExternalSecret", "git", "gitea-oidc"),
+            ("ExternalSecret", "git", "gitea-oauth"), ("HelmRepository", "flux-system", "gitea"),
+            ("HelmRelease", "git", "gitea")}
+        assert slot[("HelmRepository", "flux-system", "gitea")]["spec"]["url"] == "${chart_url_gitea}"
+        oauth_secret = slot[("ExternalSecret", "git", "gitea-oauth")]["spec"]
+        assert oauth_secret["target"]["template"] == {"data": {"key": "gitea", "secret": "{{ .client_secret }}"}}
+        assert oauth_secret["data"] == [{"secretKey": "client_secret",
+                                         "remoteRef": {"key": "sso/gitea", "property": "client_secret"}}]
+        release = slot[("HelmRelease", "git", "gitea")]["spec"]
+        assert release["chart"]["spec"]["chart"] == "gitea"
+        assert release["chart"]["spec"]["version"] == "${chart_version_gitea}"
+        values = release["values"]
+        assert values["gitea"]["oauth"] == [{
+            "name": "authentik", "provider": "openidConnect", "existingSecret": "gitea-oauth",
+            "autoDiscoverUrl": "https://${authentik_host}/application/o/gitea/.well-known/openid-configuration",
+            "scopes": "openid email profile groups", "groupClaimName": "groups", "adminGroup": "gitea-admins"}]
+        assert values["gitea"]["admin"] == {"password": ""}
+        config = values["gitea"]["config"]
+        assert config["server"] == {"DOMAIN": "git.lab.turnkey.test", "ROOT_URL": "https://git.lab.turnkey.test/"}
+        assert config["service"]["ALLOW_ONLY_EXTERNAL_REGISTRATION"] is True
+        assert config["service"]["ENABLE_PASSWORD_SIGNIN_FORM"] is False
+        assert config["oauth2_client"]["ENABLE_AUTO_REGISTRATION"] is True
+        assert values["ingress"]["hosts"] == [{"host": "git.lab.turnkey.test",
+                                               "paths": [{"path": "/", "pathType": "Prefix"}]}]
+        assert "client_secret" not in json.dumps(values)
+        # the chart repository is among the tree's chart settings (cluster-settings), as every other
+        assert {"chart_url_gitea", "chart_type_gitea", "chart_version_gitea"} <= set(tree.settings())
+    finally:
+        spec["sso_apps"] = original
+        tree.set_spec(spec)
+        tree.rendered()
+    assert tree.files() == before
+
+
 def test_secrets_are_sealed_with_the_layer_00_certificate(tree):
     from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
     from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
