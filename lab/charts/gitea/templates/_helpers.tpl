@@ -29,9 +29,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 turnkey.cluster/lab-stand-in: "true"
 {{- end -}}
 
-{{/* Whether an initial admin is made (and so its credentials read): an existing Secret, or a password. */}}
+{{/* Whether an initial admin is made (and so its credentials read), as the real chart decides: an existing Secret or
+a user name. The real chart then creates the user with the password given, and its init container fails on an
+empty one; the stand-in refuses to render that, so a release that would never start fails here too. */}}
 {{- define "gitea.hasAdmin" -}}
-{{- if or .Values.gitea.admin.existingSecret .Values.gitea.admin.password -}}true{{- end -}}
+{{- if or .Values.gitea.admin.existingSecret .Values.gitea.admin.username -}}
+{{- if not (or .Values.gitea.admin.existingSecret .Values.gitea.admin.password) -}}
+{{- fail (printf "gitea.admin.username is %q but no password is given (gitea.admin.password or existingSecret): the real chart's init container fails creating that admin; empty the username for no admin" .Values.gitea.admin.username) -}}
+{{- end -}}
+true
+{{- end -}}
 {{- end -}}
 
 {{/* The flags of `gitea admin auth add-oauth` for OAuth source number .index: each key kebab-cased, the id and
