@@ -442,7 +442,7 @@ def test_giteas_release_reads_its_oauth_source_from_a_secret_made_from_vault(tre
         assert values["gitea"]["oauth"] == [{
             "name": "authentik", "provider": "openidConnect", "existingSecret": "gitea-oauth",
             "autoDiscoverUrl": "https://${authentik_host}/application/o/gitea/.well-known/openid-configuration",
-            "scopes": "openid email profile groups", "groupClaimName": "groups", "adminGroup": "gitea-admins"}]
+            "scopes": "openid,email,profile,groups", "groupClaimName": "groups", "adminGroup": "gitea-admins"}]
         assert values["gitea"]["admin"] == {"username": ""}  # the chart makes an admin for any user name
         config = values["gitea"]["config"]
         assert config["server"] == {"DOMAIN": "git.lab.turnkey.test", "ROOT_URL": "https://git.lab.turnkey.test/"}
