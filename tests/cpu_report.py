@@ -4,8 +4,9 @@ teardown. On two cores a cold `make test` is bound by CPU, not by waiting (docs/
 wall time pytest's --durations lists, says what to make cheaper. The slowest are printed at the end of the run,
 and every test's seconds go to .state/test-cpu.json.
 
-A fixture's servers count for the test whose teardown stops them (the last of its scope); their CPU while other
-tests of the scope ran is in that figure too."""
+A fixture's servers that are its own child processes count for the test whose teardown stops them (the last of its
+scope), their CPU while other tests of the scope ran included. The lab's components that `lab up` starts run
+detached (not children of the test) and are not counted: the sum is below the suite's real total."""
 
 from __future__ import annotations
 
