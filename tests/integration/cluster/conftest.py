@@ -167,6 +167,14 @@ def kubectl(found, kubeconfig, *args):
     return json.loads(done.stdout)
 
 
+def kube(found, kubeconfig, *args, stdin=None, check=True):
+    """kubectl on the control plane; fails the test on an error unless check is false. The finished process."""
+    done = subprocess.run([found["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), *args], input=stdin,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0 or not check, done.stderr
+    return done
+
+
 def cilium_env(tmp_path, found):
     """The environment of a playbook run of role cilium: an isolated lab state folder, helm and the chart."""
     return {**lab_env(tmp_path), "TURNKEY_HELM": found["TURNKEY_HELM"],

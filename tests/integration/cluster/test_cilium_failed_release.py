@@ -16,20 +16,13 @@ import time
 
 import yaml
 
-from tests.integration.cluster.conftest import cilium_env
+from tests.integration.cluster.conftest import cilium_env, kube
 from tests.integration.cluster.test_cilium_and_sealed_key import helm_values, write_playbooks
 from tests.playbook_runner import copy_inventory, recap, run_playbook
 
 POLICY = "turnkey-test-refuse-cilium-config"
 PASSING = "etcdserver: request timed out"
 REFUSAL = "refused by the test's admission policy"
-
-
-def run(found, kubeconfig, *args, stdin=None, check=True):
-    done = subprocess.run([found["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), *args], input=stdin,
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 0 or not check, done.stderr
-    return done
 
 
 def revisions(found, kubeconfig):
@@ -49,8 +42,8 @@ def history(found, kubeconfig, after=0):
 
 
 def configmap_refused(found, kubeconfig):
-    probe = run(found, kubeconfig, "create", "configmap", "cilium-config", "-n", "kube-system", "--dry-run=server",
-                "-o", "name", check=False)
+    probe = kube(found, kubeconfig, "create", "configmap", "cilium-config", "-n", "kube-system", "--dry-run=server",
+                 "-o", "name", check=False)
     return "denied request" in probe.stderr
 
 
@@ -67,7 +60,7 @@ def refuse_cilium_config(found, kubeconfig, message):
         {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
          "metadata": {"name": POLICY}, "spec": {"policyName": POLICY, "validationActions": ["Deny"]}},
     ]
-    run(found, kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
+    kube(found, kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
     deadline = time.monotonic() + 30
     while not configmap_refused(found, kubeconfig):
         assert time.monotonic() < deadline, "the admission policy never took effect"
@@ -75,8 +68,8 @@ def refuse_cilium_config(found, kubeconfig, message):
 
 
 def allow_cilium_config(found, kubeconfig):
-    run(found, kubeconfig, "delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", POLICY,
-        "--ignore-not-found")
+    kube(found, kubeconfig, "delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", POLICY,
+         "--ignore-not-found")
     deadline = time.monotonic() + 30
     while configmap_refused(found, kubeconfig):
         assert time.monotonic() < deadline, "the admission policy stayed in effect"
@@ -120,7 +113,7 @@ def test_a_rerun_installs_again_after_a_failed_install_or_upgrade(tmp_path, cont
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     assert recap(rerun.stdout)["localhost"]["changed"] >= 1, rerun.stdout[-3000:]
     assert history(found, kubeconfig)[-1] == "deployed", history(found, kubeconfig)
-    run(found, kubeconfig, "get", "configmap", "cilium-config", "-n", "kube-system")
+    kube(found, kubeconfig, "get", "configmap", "cilium-config", "-n", "kube-system")
     again = cilium()
     assert again.returncode == 0 and recap(again.stdout)["localhost"]["changed"] == 0, again.stdout[-3000:]
 

@@ -5,12 +5,11 @@ the kubelet's part by writing the pods' and the Deployment's status, as a node w
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 import yaml
 
-from tests.integration.cluster.conftest import cilium_env
+from tests.integration.cluster.conftest import cilium_env, kube
 from tests.playbook_runner import copy_inventory, recap, run_playbook
 
 NODES = ["node-a", "node-b"]
@@ -23,13 +22,6 @@ def cilium_playbook(tmp_path, kubeconfig):
         "tasks": [{"name": "Cilium", "ansible.builtin.include_role": {"name": "turnkey.cluster.cilium"},
                    "vars": {"cilium_kubeconfig": str(kubeconfig)}}]}]))
     return playbook
-
-
-def kube(found, kubeconfig, *args, stdin=None):
-    done = subprocess.run([found["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), *args], input=stdin,
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def report_agent_ready(found, kubeconfig, node):
