@@ -557,6 +557,11 @@ SSO_APP_DEFAULTS = {"enabled": True, "type": "oidc", "groups": []}
 # policies (vault_policies). Layer 03's role vault_oidc and verify's Vault login go by this name (docs/sso.md).
 VAULT_SSO_APP = "vault"
 
+# The sso_apps entry whose shipped release maps groups to the app's own roles (roles), and the roles Grafana knows;
+# the strongest role a user's groups give wins (role platform_tree's sso-release-grafana.yaml.j2, docs/sso.md).
+GRAFANA_SSO_APP = "grafana"
+GRAFANA_ROLES = ("GrafanaAdmin", "Admin", "Editor", "Viewer")
+
 
 def sso_vault_app(apps):
     """The enabled app that is Vault's own UI, its defaults filled in; {} when the spec has none."""
@@ -629,6 +634,24 @@ def _check_sso_app(errors, field, app, groups):
                        % (group, sorted(groups)), "map only groups listed in sso_apps[].groups")
 
 
+def _check_app_roles(errors, field, app, groups):
+    roles = app.get("roles")
+    if not roles:
+        return
+    if app.get("name") != GRAFANA_SSO_APP:
+        errors.add(field + ".roles", "only the app named %s maps groups to its roles (this is %r)"
+                   % (GRAFANA_SSO_APP, app.get("name")),
+                   "remove roles here; admin_group names the admins of the other apps")
+        return
+    for group, role in sorted(roles.items()):
+        if group not in groups:
+            errors.add(field + ".roles", "group %r is not one of the app's groups %s" % (group, sorted(groups)),
+                       "map only groups listed in sso_apps[].groups")
+        if role not in GRAFANA_ROLES:
+            errors.add(field + ".roles", "%r (for group %r) is not a Grafana role" % (role, group),
+                       "use one of %s" % ", ".join(GRAFANA_ROLES))
+
+
 def check_sso(errors, spec):
     """The SSO apps, users and groups fit together, and Authentik is reached over https."""
     apps, users = spec.get("sso_apps") or [], spec.get("sso_users") or []
@@ -641,6 +664,7 @@ def check_sso(errors, spec):
         groups = set(app.get("groups") or [])
         known_groups |= groups
         _check_sso_app(errors, field, app, groups)
+        _check_app_roles(errors, field, app, groups)
         for uri_index, uri in enumerate(app.get("redirect_uris") or []):
             uri_field = "%s.redirect_uris[%d]" % (field, uri_index)
             if not str(uri).startswith("https://"):

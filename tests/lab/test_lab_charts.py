@@ -248,7 +248,8 @@ def test_the_lab_serves_every_chart_of_the_lab_tree(charts_lab, running, tmp_pat
     section = ini.split("[auth.generic_oauth]")[1].split("\n[")[0]
     assert "client_id = grafana" in section and "client_secret" not in section, ini
     assert "auth_url = https://auth.lab.turnkey.test/application/o/authorize/" in section
-    assert "role_attribute_path = contains(groups, 'grafana-admins') && 'Admin' || 'Viewer'" in section
+    assert ("role_attribute_path = contains(groups, 'grafana-admins') && 'Admin' || "
+            "contains(groups, 'grafana-editors') && 'Editor' || 'Viewer'") in section
     assert "root_url = https://grafana.lab.turnkey.test/" in ini and "disable_login_form = true" in ini
     ingress = find(grafana, "Ingress", "grafana")
     assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["grafana.lab.turnkey.test"]

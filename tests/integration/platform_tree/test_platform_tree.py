@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import jmespath
 import jsonschema
 import pytest
 import yaml
@@ -351,7 +352,12 @@ def test_the_sso_apps_slot_holds_each_apps_namespace_and_client_secret(tree):
     oauth = values["grafana.ini"]["auth.generic_oauth"]
     assert oauth["client_id"] == "grafana" and "client_secret" not in oauth and oauth["use_pkce"] is True
     assert oauth["auth_url"] == "https://${authentik_host}/application/o/authorize/"
-    assert oauth["role_attribute_path"] == f"contains(groups, '{grafana['admin_group']}') && 'Admin' || 'Viewer'"
+    # The role from the groups claim, as Grafana evaluates role_attribute_path (JMESPath): the spec's roles, the
+    # admin group Admin, the strongest wins, anyone else Viewer; no Grafana server admin is granted here.
+    assert grafana_roles(oauth, {"admin": [grafana["admin_group"], "grafana-editors"], "editor": ["grafana-editors"],
+                                 "viewer": ["grafana-viewers"], "none": []}) == {
+        "admin": "Admin", "editor": "Editor", "viewer": "Viewer", "none": "Viewer"}
+    assert "allow_assign_grafana_admin" not in oauth
     assert "groups" in oauth["scopes"].split() and values["grafana.ini"]["auth"]["disable_login_form"] is True
     host = grafana["redirect_uris"][0].split("/")[2]
     assert values["grafana.ini"]["server"]["root_url"] == f"https://{host}/" and values["ingress"]["hosts"] == [host]
@@ -361,6 +367,49 @@ def test_the_sso_apps_slot_holds_each_apps_namespace_and_client_secret(tree):
     assert not [doc for doc in app_secrets if doc["spec"]["data"][0]["remoteRef"]["key"].startswith("sso/")]
     dependencies = {dependency["name"] for dependency in kustomizations(tree)["sso-apps"]["spec"]["dependsOn"]}
     assert "authentik" in dependencies
+
+
+def grafana_roles(oauth, users):
+    """{user: the Grafana role role_attribute_path gives for the user's groups claim}."""
+    return {user: jmespath.search(oauth["role_attribute_path"], {"groups": groups}) for user, groups in users.items()}
+
+
+@pytest.mark.parametrize("tree", ["lab"], indirect=True)
+def test_grafana_roles_follow_the_spec_and_the_strongest_group_wins(tree):
+    """sso_apps[].roles maps Grafana's groups to its roles whatever their order; GrafanaAdmin lets Grafana grant its
+    server admin; a quote in a group name stays in its string; with neither roles nor admin_group everyone is
+    Viewer."""
+    spec = tree.spec()
+    original = spec["sso_apps"]
+    grafana = next(app for app in original if app["name"] == "grafana")
+    groups = ["grafana-viewers", "grafana-editors", "grafana-admins", "grafana 'owners'"]
+    users = {"owner": ["grafana-viewers", "grafana 'owners'"], "admin": ["grafana-editors", "grafana-admins"],
+             "editor": ["grafana-viewers", "grafana-editors"], "viewer": ["grafana-viewers"], "none": ["other"]}
+
+    def oauth():
+        tree.rendered()
+        release = sso_slot(tree)[("HelmRelease", "grafana", "grafana")]
+        return release["spec"]["values"]["grafana.ini"]["auth.generic_oauth"]
+
+    try:
+        spec["sso_apps"] = [{**grafana, "groups": groups, "admin_group": "grafana-admins",
+                             "roles": {"grafana-viewers": "Viewer", "grafana-editors": "Editor",
+                                       "grafana 'owners'": "GrafanaAdmin"}}]
+        tree.set_spec(spec)
+        mapped = oauth()
+        assert grafana_roles(mapped, users) == {"owner": "GrafanaAdmin", "admin": "Admin", "editor": "Editor",
+                                                "viewer": "Viewer", "none": "Viewer"}
+        assert mapped["allow_assign_grafana_admin"] is True
+
+        spec["sso_apps"] = [{key: value for key, value in grafana.items() if key not in ("admin_group", "roles")}]
+        tree.set_spec(spec)
+        plain = oauth()
+        assert set(grafana_roles(plain, users).values()) == {"Viewer"}
+        assert "allow_assign_grafana_admin" not in plain
+    finally:
+        spec["sso_apps"] = original
+        tree.set_spec(spec)
+        tree.rendered()
 
 
 @pytest.mark.parametrize("tree", ["lab"], indirect=True)
