@@ -98,12 +98,12 @@ CASES = {
     "roles on another app": (app(1, roles={"vault-admins": "Admin"}), [
         "sso_apps[1].roles: only the app named grafana maps groups to its roles (this is 'vault'). "
         "Fix: remove roles here; admin_group names the admins of the other apps."]),
-    "roles for a group the app lacks, and no such role": (app(0, roles={"grafana-editors": "Editor",
-                                                                         "grafana-viewers": "Owner"}), [
-        "sso_apps[0].roles: group 'grafana-editors' is not one of the app's groups ['grafana-admins', "
-        "'grafana-viewers']. Fix: map only groups listed in sso_apps[].groups.",
-        "sso_apps[0].roles: 'Owner' (for group 'grafana-viewers') is not a Grafana role. "
-        "Fix: use one of GrafanaAdmin, Admin, Editor, Viewer."]),
+    "roles for a group the app lacks, and no such role": (
+        app(0, roles={"grafana-editors": "Editor", "grafana-viewers": "Owner"}), [
+            "sso_apps[0].roles: group 'grafana-editors' is not one of the app's groups ['grafana-admins', "
+            "'grafana-viewers']. Fix: map only groups listed in sso_apps[].groups.",
+            "sso_apps[0].roles: 'Owner' (for group 'grafana-viewers') is not a Grafana role. "
+            "Fix: use one of GrafanaAdmin, Admin, Editor, Viewer."]),
     "user in an unknown group": (user(groups=["grafana-admins", "ops"]), [
         "sso_users[0].groups: group 'ops' is neither an app's group nor in sso_groups. Fix: add it to an app's "
         "groups or to sso_groups, so layer 03 creates it."]),
