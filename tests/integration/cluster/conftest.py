@@ -8,6 +8,7 @@ import base64
 import datetime
 import ipaddress
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -86,6 +87,56 @@ def write_pki(folder):
     return files
 
 
+def start_control_plane(found, root, pki, files, start, etcd_port, peer_port, api_port):
+    """Starts etcd and kube-apiserver on the given ports; the admin kubeconfig."""
+    start("etcd", [found["TURNKEY_ETCD"], "--name", "test", "--data-dir", str(root / "etcd"),
+                   "--listen-client-urls", "http://%s:%d" % (ADDRESS, etcd_port),
+                   "--advertise-client-urls", "http://%s:%d" % (ADDRESS, etcd_port),
+                   "--listen-peer-urls", "http://%s:%d" % (ADDRESS, peer_port),
+                   "--initial-advertise-peer-urls", "http://%s:%d" % (ADDRESS, peer_port),
+                   "--initial-cluster", "test=http://%s:%d" % (ADDRESS, peer_port),
+                   "--listen-metrics-urls", "", "--log-level", "warn"])
+    start("kube-apiserver", [
+        found["TURNKEY_KUBE_APISERVER"], "--etcd-servers", "http://%s:%d" % (ADDRESS, etcd_port),
+        "--bind-address", ADDRESS, "--advertise-address", ADDRESS, "--secure-port", str(api_port),
+        "--tls-cert-file", str(pki / "server.crt"), "--tls-private-key-file", str(pki / "server.key"),
+        "--client-ca-file", str(pki / "ca.crt"), "--authorization-mode", "Node,RBAC",
+        "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+        "--service-account-key-file", str(pki / "sa.pub"),
+        "--service-account-signing-key-file", str(pki / "sa.key"),
+        "--service-cluster-ip-range", "10.96.0.0/12", "--cert-dir", str(root / "certs"),
+        "--allow-privileged=true", "--enable-priority-and-fairness=false", "--profiling=false"])
+    kubeconfig = root / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "admin",
+        "clusters": [{"name": "test", "cluster": {
+            "server": "https://%s:%d" % (ADDRESS, api_port),
+            "certificate-authority-data": base64.b64encode(files["ca.crt"]).decode()}}],
+        "users": [{"name": "admin", "user": {
+            "client-certificate-data": base64.b64encode(files["admin.crt"]).decode(),
+            "client-key-data": base64.b64encode(files["admin.key"]).decode()}}],
+        "contexts": [{"name": "admin", "context": {"cluster": "test", "user": "admin"}}]}))
+    kubeconfig.chmod(0o600)
+    return kubeconfig
+
+
+def wait_until_ready(found, kubeconfig, processes):
+    """None once the API server serves kube-system; else why not (a server exited, or 120 s passed)."""
+    deadline = time.monotonic() + 120
+    while True:
+        ready = subprocess.run([found["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), "get", "--raw",
+                                "/readyz"], capture_output=True, text=True, check=False)
+        namespace = subprocess.run([found["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), "get",
+                                    "namespace", "kube-system"], capture_output=True, text=True, check=False)
+        if ready.returncode == 0 and namespace.returncode == 0:
+            return None
+        if any(process.poll() is not None for process in processes):
+            return "a server exited"
+        if time.monotonic() > deadline:
+            return "not ready in 120 s"
+        time.sleep(1)
+
+
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory):
     """etcd + kube-apiserver on 127.94.0.1; yields (kubeconfig path, tools)."""
@@ -94,7 +145,6 @@ def control_plane(tmp_path_factory):
     pki = root / "pki"
     pki.mkdir()
     files = write_pki(pki)
-    etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
     logs = []
     processes = []
 
@@ -104,60 +154,41 @@ def control_plane(tmp_path_factory):
         processes.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=root))
 
     try:
-        start("etcd", [found["TURNKEY_ETCD"], "--name", "test", "--data-dir", str(root / "etcd"),
-                       "--listen-client-urls", "http://%s:%d" % (ADDRESS, etcd_port),
-                       "--advertise-client-urls", "http://%s:%d" % (ADDRESS, etcd_port),
-                       "--listen-peer-urls", "http://%s:%d" % (ADDRESS, peer_port),
-                       "--initial-advertise-peer-urls", "http://%s:%d" % (ADDRESS, peer_port),
-                       "--initial-cluster", "test=http://%s:%d" % (ADDRESS, peer_port),
-                       "--listen-metrics-urls", "", "--log-level", "warn"])
-        start("kube-apiserver", [
-            found["TURNKEY_KUBE_APISERVER"], "--etcd-servers", "http://%s:%d" % (ADDRESS, etcd_port),
-            "--bind-address", ADDRESS, "--advertise-address", ADDRESS, "--secure-port", str(api_port),
-            "--tls-cert-file", str(pki / "server.crt"), "--tls-private-key-file", str(pki / "server.key"),
-            "--client-ca-file", str(pki / "ca.crt"), "--authorization-mode", "Node,RBAC",
-            "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-            "--service-account-key-file", str(pki / "sa.pub"),
-            "--service-account-signing-key-file", str(pki / "sa.key"),
-            "--service-cluster-ip-range", "10.96.0.0/12", "--cert-dir", str(root / "certs"),
-            "--allow-privileged=true", "--enable-priority-and-fairness=false", "--profiling=false"])
-        kubeconfig = root / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "admin",
-            "clusters": [{"name": "test", "cluster": {
-                "server": "https://%s:%d" % (ADDRESS, api_port),
-                "certificate-authority-data": base64.b64encode(files["ca.crt"]).decode()}}],
-            "users": [{"name": "admin", "user": {
-                "client-certificate-data": base64.b64encode(files["admin.crt"]).decode(),
-                "client-key-data": base64.b64encode(files["admin.key"]).decode()}}],
-            "contexts": [{"name": "admin", "context": {"cluster": "test", "user": "admin"}}]}))
-        kubeconfig.chmod(0o600)
-        deadline = time.monotonic() + 120
-        while True:
-            ready = subprocess.run([found["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), "get", "--raw",
-                                    "/readyz"], capture_output=True, text=True, check=False)
-            namespace = subprocess.run([found["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), "get",
-                                        "namespace", "kube-system"], capture_output=True, text=True, check=False)
-            if ready.returncode == 0 and namespace.returncode == 0:
+        # A port probed free can be taken before the server binds it (the other xdist worker's servers and client
+        # connections share the address): that start is tried again on new ports, anything else fails at once.
+        for attempt in range(3):
+            etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+            kubeconfig = start_control_plane(found, root, pki, files, start, etcd_port, peer_port, api_port)
+            failed = wait_until_ready(found, kubeconfig, processes)
+            if not failed:
                 break
-            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                for log in logs:
-                    log.flush()
-                pytest.fail("the control plane did not start:\n%s\n%s" % (
-                    (root / "etcd.log").read_text()[-2000:], (root / "kube-apiserver.log").read_text()[-3000:]))
-            time.sleep(1)
+            for log in logs:
+                log.flush()
+            output = (root / "etcd.log").read_text()[-2000:] + "\n" + (root / "kube-apiserver.log").read_text()[-3000:]
+            if "address already in use" not in output or attempt == 2:
+                pytest.fail("the control plane did not start (%s):\n%s" % (failed, output))
+            stop(processes)
+            processes.clear()
+            for log in logs:
+                log.close()
+            logs.clear()
+            shutil.rmtree(root / "etcd", ignore_errors=True)
         yield kubeconfig, found
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=5)  # a throwaway control plane: no need for a graceful end
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(processes)
         for log in logs:
             log.close()
+
+
+def stop(processes):
+    for process in reversed(processes):
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=5)  # a throwaway control plane: no need for a graceful end
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def kubectl(found, kubeconfig, *args):
