@@ -124,10 +124,8 @@ def wait_until_ready(found, kubeconfig, processes):
     """None once the API server serves kube-system; else why not (a server exited, or 120 s passed)."""
     deadline = time.monotonic() + 120
     while True:
-        ready = subprocess.run([found["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), "get", "--raw",
-                                "/readyz"], capture_output=True, text=True, check=False)
-        namespace = subprocess.run([found["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), "get",
-                                    "namespace", "kube-system"], capture_output=True, text=True, check=False)
+        ready = kube(found, kubeconfig, "get", "--raw", "/readyz", check=False)
+        namespace = kube(found, kubeconfig, "get", "namespace", "kube-system", check=False)
         if ready.returncode == 0 and namespace.returncode == 0:
             return None
         if any(process.poll() is not None for process in processes):
@@ -192,10 +190,8 @@ def stop(processes):
 
 
 def kubectl(found, kubeconfig, *args):
-    done = subprocess.run([found["TURNKEY_KUBECTL"], "--kubeconfig", str(kubeconfig), *args, "-o", "json"],
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    """kubectl's JSON output on the control plane; fails the test on an error."""
+    return json.loads(kube(found, kubeconfig, *args, "-o", "json").stdout)
 
 
 def kube(found, kubeconfig, *args, stdin=None, check=True):
