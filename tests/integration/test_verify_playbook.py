@@ -10,9 +10,10 @@ Healthy: every check ok, the logins in real headless Chromium with screenshots, 
 with verify_cluster: false (a lab without a cluster) the cluster checks are skipped and the logins take the client
 secret from the store. Broken: a name the secondary does not have (its zone cut off from the primary), a password
 the store rotated behind Authentik's back, an ExternalSecret that failed to sync, another whose target Secret was
-deleted (still Ready), a Kustomization left on an older commit and a HelmRelease changed since its last
-reconciliation: the play fails naming exactly those six, and every
-other check still ran and passed.
+deleted (still Ready), a Kustomization left on an older commit, another still reconciling after verify's wait,
+and a HelmRelease changed since its last reconciliation: the play fails naming exactly those seven, and every
+other check still ran and passed. A Kustomization reconciling as verify reads it (as Flux does at every interval)
+is read again until it settles.
 One test made of steps, in order: each step starts from what the previous one left."""
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import json
 import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -112,6 +115,17 @@ def external_secret(name, namespace, key, prop):
                      "data": [{"secretKey": prop, "remoteRef": {"key": key, "property": prop}}]})
 
 
+def applied(revision, condition=None):
+    """A Kustomization's status as kustomize-controller writes it, by default Ready."""
+    return {"observedGeneration": 1, "lastAppliedRevision": revision,
+            "conditions": [condition or ready(reason="ReconciliationSucceeded")]}
+
+
+def reconciling(revision):
+    """A Kustomization's status while kustomize-controller reconciles it (at every interval too)."""
+    return applied(revision, ready("Unknown", "Progressing", "Reconciliation in progress"))
+
+
 def populate(cluster, sha, client_secret):
     """What a healthy cluster after layers 01-03 holds, as its controllers would report it."""
     revision = f"main@sha1:{sha}"
@@ -140,14 +154,32 @@ def populate(cluster, sha, client_secret):
                      "lastUpdateTime": "2026-12-01T00:00:00Z"},
         "conditions": [ready(message=f"stored artifact for revision '{revision}'")]})
     for name in ("platform", "apps"):
-        cluster.status("kustomization", name, namespace="flux-system", status={
-            "observedGeneration": 1, "lastAppliedRevision": revision,
-            "conditions": [ready(reason="ReconciliationSucceeded")]})
+        cluster.status("kustomization", name, namespace="flux-system", status=applied(revision))
     cluster.status("helmrelease", "authentik", namespace="authentik", status={
         "observedGeneration": 1, "lastAttemptedRevision": "2026.5.6", "conditions": [ready(reason="UpgradeSucceeded")]})
     for name, namespace in (("grafana-oidc", "grafana"), ("authentik-bootstrap-token", "authentik")):
         cluster.status("externalsecret", name, namespace=namespace, status={
             "conditions": [ready(reason="SecretSynced", message="secret synced")]})
+
+
+def settle_after_read(world, name, status):
+    """Writes the Kustomization's status a few seconds after the play starts reading Flux's objects (its log names
+    the task as it starts), as kustomize-controller finishes a reconcile: the play's first read sees it mid-way."""
+    log = world.tmp / f"ansible{world.runs + 1}.log"
+    world.env["ANSIBLE_LOG_PATH"] = str(log)
+
+    def settle():
+        deadline = time.monotonic() + 600
+        while "Read Flux's source" not in (log.read_text() if log.exists() else ""):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.5)
+        time.sleep(8)
+        world.cluster.status("kustomization", name, namespace="flux-system", status=status)
+
+    thread = threading.Thread(target=settle, daemon=True)
+    thread.start()
+    return thread
 
 
 def pushed_commit(state):
@@ -322,9 +354,17 @@ def test_verify_playbook(world):
     for name in ("report.json", "report.html"):
         assert stat.S_IMODE((world.report_dir / name).stat().st_mode) == 0o600
 
-    # Check mode runs every check the same (nothing is skipped) and still writes the report.
+    # Check mode runs every check the same (nothing is skipped) and still writes the report. Flux is reconciling
+    # a Kustomization as verify reads it (Ready=Unknown, as at every interval): the read is taken again until it
+    # settles, not judged mid-way (a CI run once failed so).
+    revision = f"main@sha1:{sha}"
+    world.cluster.status("kustomization", "apps", namespace="flux-system", status=reconciling(revision))
+    settled = settle_after_read(world, "apps", applied(revision))
     run, report, checks = world.verify("--check", "--diff")
+    settled.join()
+    del world.env["ANSIBLE_LOG_PATH"]
     assert run.returncode == 0, run.stdout[-6000:]
+    assert "FAILED - RETRYING: [localhost]: Read Flux's source" in run.stdout
     assert {name: check["status"] for name, check in checks.items()} == HEALTHY and report["check_mode"] is True
     assert recap(run.stdout)["localhost"]["changed"] == 0
 
@@ -350,12 +390,14 @@ def test_verify_playbook(world):
     world.cluster.run("delete", "secret", "authentik-bootstrap-token", "-n", "authentik")
     world.cluster.status("kustomization", "apps", namespace="flux-system", status={
         "lastAppliedRevision": "main@sha1:" + "0" * 40, "conditions": [ready(reason="ReconciliationSucceeded")]})
+    # a Kustomization that stays mid-reconcile longer than verify waits for it to settle
+    world.cluster.status("kustomization", "platform", namespace="flux-system", status=reconciling(revision))
     # a HelmRelease whose spec changed after its last reconciliation (generation 2, observed 1)
     world.cluster.run("patch", "helmrelease", "authentik", "-n", "authentik", "--type=merge", "-p",
                       json.dumps({"spec": {"interval": "5m"}}))
     dns = {**world.spec["dns"], "records": [{"name": "extra", "type": "A", "content": "127.2.3.9"}]}
-    run, report, checks = world.verify(dns=dns)
-    broken = ["Kustomization flux-system/apps", "HelmRelease authentik/authentik",
+    run, report, checks = world.verify(dns=dns, verify_settle_timeout=10)
+    broken = ["Kustomization flux-system/apps", "Kustomization flux-system/platform", "HelmRelease authentik/authentik",
               "ExternalSecret authentik/authentik-bootstrap-token", "ExternalSecret grafana/grafana-oidc",
               f"dns extra.{ZONE} A", "sso grafana as turnkey-viewer (not admin)"]
     assert run.returncode != 0 and report["passed"] is False and report["failed"] == broken, report
@@ -365,6 +407,9 @@ def test_verify_playbook(world):
     assert f"primary {PRIMARY}:53: 127.2.3.9" in extra and f"secondary {SECONDARY}:53: NXDOMAIN" in extra
     assert checks["Kustomization flux-system/apps"]["detail"] == (
         f"Ready, applied main@sha1:{'0' * 40}, not the pushed commit {sha}")
+    assert checks["Kustomization flux-system/platform"]["detail"] == (
+        f"not Ready (Ready=Unknown, Progressing: Reconciliation in progress), applied {revision}")
+    assert run.stdout.count("FAILED - RETRYING: [localhost]: Read Flux's source") == 2  # 10 s: two more reads
     assert checks["HelmRelease authentik/authentik"]["detail"] == (
         "Ready, chart 2026.5.6, not reconciled since its last change (generation 2, observed 1)")
     assert checks["ExternalSecret grafana/grafana-oidc"]["detail"] == (
