@@ -562,6 +562,14 @@ VAULT_SSO_APP = "vault"
 GRAFANA_SSO_APP = "grafana"
 GRAFANA_ROLES = ("GrafanaAdmin", "Admin", "Editor", "Viewer")
 
+# What a shipped release (role platform_tree's sso-release-<app>.yaml.j2, docs/sso.md) needs besides the client
+# secret, generated once like it: (secret, length) per app name; store name sso_<app>_<secret>, kv path
+# sso/<app>/<secret with '-'>, key <secret>. Harbor's secret key is its AES key, exactly 16 characters.
+SSO_RELEASE_SECRETS = {"harbor": (("admin_password", 32), ("secret_key", 16)),
+                       "synapse": (("postgres_password", 32), ("redis_password", 32))}
+# The path a shipped release's app calls back to after the login; the app fixes it, so the provider must allow it.
+SSO_RELEASE_CALLBACKS = {"harbor": "/c/oidc/callback", "synapse": "/_synapse/client/oidc/callback"}
+
 
 def sso_vault_app(apps):
     """The enabled app that is Vault's own UI, its defaults filled in; {} when the spec has none."""
@@ -580,6 +588,15 @@ def sso_oidc_apps(apps):
     return sso_enabled_apps(apps, "oidc")
 
 
+def sso_release_secrets(apps):
+    """(store name, length, kv path, kv key) of the secrets the enabled apps' shipped releases need (not with
+    release: false, when the app runs elsewhere)."""
+    return [(sso_store_name("sso_%s_" % app["name"], secret), length,
+             "sso/%s/%s" % (app["name"], secret.replace("_", "-")), secret)
+            for app in sso_oidc_apps(apps) if app.get("release", True)
+            for secret, length in SSO_RELEASE_SECRETS.get(app["name"], ())]
+
+
 def sso_store_secrets(apps, users, authentik, dns=None):
     """The store entries (name, length, type) the spec implies, in a stable order."""
     entries = [(name, length) for name, length, _path, _key in AUTHENTIK_SECRETS] if authentik else []
@@ -587,6 +604,7 @@ def sso_store_secrets(apps, users, authentik, dns=None):
         entries.append(("pdns_api_key", PDNS_API_KEY_LENGTH))
     entries += [(sso_store_name("sso_client_secret_", app.get("name")), SSO_CLIENT_SECRET_LENGTH)
                 for app in sso_oidc_apps(apps)]
+    entries += [(name, length) for name, length, _path, _key in sso_release_secrets(apps)]
     entries += [(sso_store_name("sso_password_", user.get("name")), SSO_PASSWORD_LENGTH) for user in users or []]
     return [{"name": name, "length": length, "type": "token"} for name, length in entries]
 
@@ -595,8 +613,10 @@ def sso_kv_secrets(apps, authentik):
     """The Vault kv entries (name, path, key) of the derived secrets (docs/sso.md)."""
     entries = [{"name": name, "path": path, "key": key}
                for name, _length, path, key in AUTHENTIK_SECRETS] if authentik else []
-    return entries + [{"name": sso_store_name("sso_client_secret_", app.get("name")),
-                       "path": "sso/%s" % app.get("name"), "key": "client_secret"} for app in sso_oidc_apps(apps)]
+    entries += [{"name": sso_store_name("sso_client_secret_", app.get("name")),
+                 "path": "sso/%s" % app.get("name"), "key": "client_secret"} for app in sso_oidc_apps(apps)]
+    return entries + [{"name": name, "path": path, "key": key}
+                      for name, _length, path, key in sso_release_secrets(apps)]
 
 
 def merge_by_name(given, derived):
@@ -652,6 +672,19 @@ def _check_app_roles(errors, field, app, groups):
                        "use one of %s" % ", ".join(GRAFANA_ROLES))
 
 
+def _check_release_callback(errors, field, app):
+    """An enabled app whose release the collection ships lists the callback its app calls (on its host)."""
+    path = SSO_RELEASE_CALLBACKS.get(app.get("name"))
+    origin = re.match(r"^https://[^/?#]+", str((app.get("redirect_uris") or [""])[0]))
+    if not path or not origin or not app.get("enabled", True) or not app.get("release", True):
+        return
+    wanted = origin.group(0) + path
+    if wanted not in app["redirect_uris"]:
+        errors.add(field + ".redirect_uris", "%s is not among them, though the collection's %s release returns "
+                   "there after the login" % (wanted, app["name"]),
+                   "add it, or set release: false when the app runs elsewhere")
+
+
 def check_sso(errors, spec):
     """The SSO apps, users and groups fit together, and Authentik is reached over https."""
     apps, users = spec.get("sso_apps") or [], spec.get("sso_users") or []
@@ -665,6 +698,7 @@ def check_sso(errors, spec):
         known_groups |= groups
         _check_sso_app(errors, field, app, groups)
         _check_app_roles(errors, field, app, groups)
+        _check_release_callback(errors, field, app)
         for uri_index, uri in enumerate(app.get("redirect_uris") or []):
             uri_field = "%s.redirect_uris[%d]" % (field, uri_index)
             if not str(uri).startswith("https://"):

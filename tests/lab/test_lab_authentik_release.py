@@ -3,8 +3,8 @@ source-controller (lab components) install the lab's stand-in authentik chart fr
 Talos twin cluster whose pods KWOK plays behind the kubelet's gate; without the four Secrets of the layer 03 contract
 the server and worker pods stay Pending with the kubelet's CreateContainerConfigError and the release is not Ready,
 and once the Secrets are made (as External Secrets makes them) the pods start and the release is Ready. The same for
-an SSO app's own release (Grafana's, from apps/sso-apps) and its client secret. One control plane and one worker on
-127.115.1.x, the lab's components on 127.115.0.x."""
+the SSO apps' own releases (Grafana's, Gitea's, Harbor's, Synapse's, from apps/sso-apps) and their Secrets. One
+control plane and one worker on 127.115.1.x, the lab's components on 127.115.0.x."""
 
 from __future__ import annotations
 
@@ -146,26 +146,68 @@ def test_the_authentik_release_is_ready_only_after_its_secrets_exist(release_lab
     assert lab.status()["components"]["helm-controller"]["healthy"]
 
 
-def released(cluster: Cluster, app: str) -> None:
+def released(cluster: Cluster, app: str, deployment: str | None = None) -> None:
     """Waits until the app's HelmRelease (named and namespaced as the app) is Ready from an install or upgrade, with
-    its Deployment (also named as the app) available."""
+    its Deployment (named as the app unless named here) available."""
     def ready():
         found = condition(cluster.get("helmrelease", app, "-n", app))
         return found if found.get("status") == "True" else None
 
     found = wait_for(ready, timeout=600, interval=2)
     assert found["reason"] in ("InstallSucceeded", "UpgradeSucceeded"), found
-    assert cluster.get("deployment", app, "-n", app)["status"].get("availableReplicas") == 1
+    assert cluster.get("deployment", deployment or app, "-n", app)["status"].get("availableReplicas") == 1
+
+
+def apply_release(cluster: Cluster, tree, app: str) -> list[dict]:
+    """Applies the app's namespace and release file as the tree renders them, but not its ExternalSecrets (no
+    External Secrets here: the test makes the Secrets they would make); returns the file's documents."""
+    files = tree.files()
+    cluster.apply(tree.substituted(files[f"apps/sso-apps/namespace-{app}.yaml"]))
+    docs = list(yaml.safe_load_all(tree.substituted(files[f"apps/sso-apps/{app}-release.yaml"])))
+    for doc in docs:
+        if doc["kind"] != "ExternalSecret":
+            cluster.apply(doc)
+    return docs
+
+
+def make_secret(cluster: Cluster, namespace: str, name: str, data: dict[str, str]) -> None:
+    cluster.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                   "metadata": {"name": name, "namespace": namespace},
+                   "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}})
+
+
+def kubelet_holds(cluster: Cluster, namespace: str, selector: str, message: str) -> None:
+    """Waits until the kubelet's gate holds the app's pod for `message`: a volume's FailedMount event, or, once
+    every volume mounts, its container's CreateContainerConfigError."""
+    def held():
+        pod = ((cluster.get("pods", "-n", namespace, "-l", selector) or {}).get("items") or [None])[0]
+        if pod is None:
+            return False
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        waiting = (statuses[0].get("state") or {}).get("waiting") or {} if statuses else {}
+        events = (cluster.get("events", "-n", namespace, "--field-selector",
+                              "reason=FailedMount,involvedObject.name=" + pod["metadata"]["name"]) or {}).get("items")
+        return message in {waiting.get("message")} | {event["message"] for event in events or []}
+
+    wait_for(held, timeout=300, interval=1)
+
+
+def released_secret_by_secret(cluster: Cluster, app: str, selector: str, deployment: str,
+                              secrets: list[tuple[str, str, dict[str, str]]]) -> None:
+    """For each (the kubelet's message, the Secret, its data) in turn: the app's pod is held for that Secret and the
+    release is not Ready; the test then makes the Secret as its ExternalSecret would. Then the release is Ready."""
+    for message, name, data in secrets:
+        kubelet_holds(cluster, app, selector, message)
+        assert condition(cluster.get("helmrelease", app, "-n", app)).get("status") != "True"
+        make_secret(cluster, app, name, data)
+    released(cluster, app, deployment)
 
 
 def test_an_sso_apps_release_is_ready_only_after_its_client_secret_exists(release_lab):
     """Grafana's release from apps/sso-apps (the lab's stand-in chart): held by the kubelet's gate until the Secret
     grafana-oidc, which External Secrets syncs from Vault's kv/sso/grafana, exists with its client_secret key."""
     _lab, cluster, tree = release_lab
-    files = tree.files()
-    cluster.apply(tree.substituted(files["apps/sso-apps/namespace-grafana.yaml"]))
-    for doc in yaml.safe_load_all(tree.substituted(files["apps/sso-apps/grafana-release.yaml"])):
-        cluster.apply(doc)
+    apply_release(cluster, tree, "grafana")
 
     def grafana_pod():
         items = (cluster.get("pods", "-n", "grafana", "-l", "app.kubernetes.io/name=grafana") or {}).get("items")
@@ -201,13 +243,8 @@ def test_giteas_release_is_ready_only_after_its_oauth_secret_exists(release_lab)
     which registers the OAuth source, reads the chart's keys `key` and `secret` of Secret gitea-oauth, so the pod is
     held until that Secret (which the tree's ExternalSecret gitea-oauth templates from kv/sso/gitea) exists."""
     _lab, cluster, tree = release_lab
-    files = tree.files()
-    cluster.apply(tree.substituted(files["apps/sso-apps/namespace-gitea.yaml"]))
-    docs = list(yaml.safe_load_all(tree.substituted(files["apps/sso-apps/gitea-release.yaml"])))
+    docs = apply_release(cluster, tree, "gitea")
     assert [doc["kind"] for doc in docs] == ["HelmRepository", "ExternalSecret", "HelmRelease"]
-    for doc in docs:
-        if doc["kind"] != "ExternalSecret":  # no External Secrets here: the test makes the Secret it would make
-            cluster.apply(doc)
 
     def gated():
         items = (cluster.get("pods", "-n", "gitea", "-l", "app.kubernetes.io/name=gitea") or {}).get("items") or []
@@ -220,11 +257,49 @@ def test_giteas_release_is_ready_only_after_its_oauth_secret_exists(release_lab)
     assert condition(cluster.get("helmrelease", "gitea", "-n", "gitea")).get("status") != "True"
 
     # The Secret as the ExternalSecret's template makes it: the client id and the synced client secret.
-    cluster.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                   "metadata": {"name": "gitea-oauth", "namespace": "gitea"},
-                   "data": {"key": base64.b64encode(b"gitea").decode(),
-                            "secret": base64.b64encode(b"lab-gitea-client-secret").decode()}})
+    make_secret(cluster, "gitea", "gitea-oauth", {"key": "gitea", "secret": "lab-gitea-client-secret"})
 
     released(cluster, "gitea")
     script = cluster.get("secret", "gitea-init", "-n", "gitea")["data"]["configure_gitea.sh"]
     assert "lab-gitea-client-secret" not in base64.b64decode(script).decode()
+
+
+def test_harbors_release_is_ready_only_after_its_three_secrets_exist(release_lab):
+    """Harbor's release (the lab's stand-in chart; the tree's harbor app is lab_tree's addition): harbor-core mounts
+    its encryption key from Secret harbor-secret-key and reads its admin's initial password and its OIDC settings
+    (CONFIG_OVERWRITE_JSON) from harbor-admin-password and harbor-oidc-config, which the tree's ExternalSecrets make
+    from Vault; the kubelet holds the pod until each exists, the volume first."""
+    _lab, cluster, tree = release_lab
+    docs = apply_release(cluster, tree, "harbor")
+    assert [doc["kind"] for doc in docs] == ["HelmRepository"] + ["ExternalSecret"] * 3 + ["HelmRelease"]
+    released_secret_by_secret(cluster, "harbor", "app=harbor,component=core", "harbor-core", [
+        ('MountVolume.SetUp failed for volume "secret-key" : secret "harbor-secret-key" not found',
+         "harbor-secret-key", {"secretKey": "lab16characters!"}),
+        ('secret "harbor-admin-password" not found', "harbor-admin-password",
+         {"admin_password": "lab-harbor-admin-password"}),
+        ('secret "harbor-oidc-config" not found', "harbor-oidc-config",
+         {"CONFIG_OVERWRITE_JSON": '{"auth_mode": "oidc_auth"}'})])
+    # The chart's own Secret holds neither the admin's password nor the key: both come from the store.
+    own = cluster.get("secret", "harbor-core", "-n", "harbor")["data"]
+    assert not {"HARBOR_ADMIN_PASSWORD", "secretKey"} & set(own), sorted(own)
+
+
+def test_synapses_release_is_ready_only_after_its_client_secret_and_passwords_exist(release_lab):
+    """Synapse's release (the lab's stand-in chart; the tree's synapse app is lab_tree's addition): Synapse mounts
+    the client secret as a file from synapse-oidc (synced from kv/sso/synapse) and reads its database's and Redis'
+    passwords from synapse-postgres-password and synapse-redis-password (made from kv/sso/synapse/*); the kubelet
+    holds the pod until each exists."""
+    _lab, cluster, tree = release_lab
+    docs = apply_release(cluster, tree, "synapse")
+    assert [doc["kind"] for doc in docs] == ["HelmRepository", "ExternalSecret", "ExternalSecret", "HelmRelease"]
+    pod = "app.kubernetes.io/instance=synapse,app.kubernetes.io/component=synapse"
+    released_secret_by_secret(cluster, "synapse", pod, "synapse", [
+        ('MountVolume.SetUp failed for volume "oidc" : secret "synapse-oidc" not found', "synapse-oidc",
+         {"client_secret": "lab-synapse-client-secret"}),
+        ('secret "synapse-postgres-password" not found', "synapse-postgres-password",
+         {"password": "lab-synapse-postgres-password"}),
+        ('secret "synapse-redis-password" not found', "synapse-redis-password",
+         {"redis-password": "lab-synapse-redis-password"})])
+    homeserver = cluster.get("configmap", "synapse", "-n", "synapse")["data"]["homeserver.yaml"]
+    assert "client_secret_path: /synapse/oidc/client_secret" in homeserver
+    assert "lab-synapse-client-secret" not in homeserver

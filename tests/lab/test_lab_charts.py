@@ -30,6 +30,11 @@ NET = "127.105"
 URL = f"https://{NET}.0.13:8443"
 GITEA = {"name": "gitea", "admin_group": "gitea-admins", "groups": ["gitea-admins", "gitea-users"],
          "redirect_uris": ["https://git.lab.turnkey.test/user/oauth2/authentik/callback"]}
+HARBOR = {"name": "harbor", "admin_group": "harbor-admins", "groups": ["harbor-admins", "harbor-users"],
+          "redirect_uris": ["https://registry.lab.turnkey.test/c/oidc/callback"]}
+SYNAPSE = {"name": "synapse", "admin_group": "synapse-admins", "groups": ["synapse-admins", "synapse-users"],
+           "redirect_uris": ["https://matrix.lab.turnkey.test/_synapse/client/oidc/callback"]}
+STAND_INS = Path(__file__).resolve().parents[2] / "lab" / "charts"
 
 
 def objects(text: str) -> list[dict]:
@@ -67,10 +72,11 @@ def lab_tree(folder: Path, lab_root: Path, net: str) -> Tree:
         "charts": {"repository_url": f"https://{net}.0.13:8443", "ca_path": str(lab_root / "pki" / "ca.pem")},
         "hetzner": {"token": HCLOUD_TOKEN}}})
     tree.make_store()
-    # Gitea, whose release the collection ships, is not in the lab inventory (no Gitea login in the e2e): added here,
-    # so that its stand-in chart is served, fetched and rendered with the tree's values as every other.
+    # Gitea, Harbor and Synapse, whose releases the collection ships, are not in the lab inventory (no logins to them
+    # in the e2e): added here, so that their stand-in charts are served, fetched and rendered with the tree's values
+    # as every other.
     spec = tree.spec()
-    spec["sso_apps"] = [*spec["sso_apps"], GITEA]
+    spec["sso_apps"] = [*spec["sso_apps"], GITEA, HARBOR, SYNAPSE]
     tree.set_spec(spec)
     tree.rendered()
     return tree
@@ -156,7 +162,7 @@ def test_the_lab_serves_every_chart_of_the_lab_tree(charts_lab, running, tmp_pat
     charts = {obj["spec"]["chart"]["spec"]["chart"]: obj["spec"]["chart"]["spec"]["version"] for obj in releases}
     # The lab inventory: Proxmox and Hetzner nodes, external Vault (no openbao chart).
     assert set(charts) == {"cert-manager", "sealed-secrets", "external-secrets", "proxmox-csi-plugin", "hcloud-csi",
-                           "authentik", "grafana", "gitea"}
+                           "authentik", "grafana", "gitea", "harbor", "matrix-synapse"}
     assert charts["authentik"] == "2026.5.6"  # the stand-in carries the pinned release's version
     assert set(endpoint["charts"]) >= set(charts)
 
@@ -273,6 +279,51 @@ def test_the_lab_serves_every_chart_of_the_lab_tree(charts_lab, running, tmp_pat
     ingress = find(gitea, "Ingress", "gitea")
     assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["git.lab.turnkey.test"]
 
+    # Harbor (the lab's stand-in): harbor-core reads the admin's initial password, its encryption key and its OIDC
+    # settings only from the Secrets the tree's ExternalSecrets make from Vault; the chart's own Secret has none of
+    # them, and the Ingress sends Harbor's paths (the OIDC callback /c/ among them) to harbor-core on the app's host.
+    harbor = rendered["harbor"]
+    deployment = find(harbor, "Deployment", "harbor-core")
+    assert deployment["metadata"]["labels"]["turnkey.cluster/lab-stand-in"] == "true"
+    pod = deployment["spec"]["template"]["spec"]
+    assert secret_refs(pod) - {("harbor-core", "*"), ("harbor-core", "secret"),
+                               ("harbor-jobservice", "JOBSERVICE_SECRET")} == {
+        ("harbor-admin-password", "admin_password"), ("harbor-oidc-config", "CONFIG_OVERWRITE_JSON"),
+        ("harbor-secret-key", "secretKey")}
+    assert not {"HARBOR_ADMIN_PASSWORD", "secretKey"} & set(find(harbor, "Secret", "harbor-core")["stringData"])
+    assert find(harbor, "ConfigMap", "harbor-core")["data"]["EXT_ENDPOINT"] == "https://registry.lab.turnkey.test"
+    ingress = find(harbor, "Ingress", "harbor-ingress")
+    assert ingress["spec"]["tls"] == [{"secretName": "harbor-tls", "hosts": ["registry.lab.turnkey.test"]}]
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] == "registry.lab.turnkey.test"
+    assert {path["path"]: path["backend"]["service"]["name"] for path in rule["http"]["paths"]} == {
+        "/api/": "harbor-core", "/service/": "harbor-core", "/v2/": "harbor-core", "/c/": "harbor-core",
+        "/": "harbor-portal"}
+
+    # Synapse (the lab's stand-in): the pod reads the client secret as a file from synapse-oidc (which External
+    # Secrets syncs) and its database's and Redis' passwords from the tree's Secrets; homeserver.yaml names Authentik's
+    # issuer and the file, and the Ingress serves /_synapse (the SSO callback) on the app's host.
+    synapse = rendered["matrix-synapse"]
+    deployment = find(synapse, "Deployment", "synapse")
+    assert deployment["metadata"]["labels"]["turnkey.cluster/lab-stand-in"] == "true"
+    pod = deployment["spec"]["template"]["spec"]
+    assert secret_refs(pod) - {("synapse", "*"), ("synapse-signingkey", "signing.key")} == {
+        ("synapse-oidc", "client_secret"), ("synapse-postgres-password", "password"),
+        ("synapse-redis-password", "redis-password")}
+    homeserver = yaml.safe_load(find(synapse, "ConfigMap", "synapse")["data"]["homeserver.yaml"])
+    assert homeserver["server_name"] == "matrix.lab.turnkey.test"
+    [provider] = homeserver["oidc_providers"]
+    assert provider["issuer"] == "https://auth.lab.turnkey.test/application/o/synapse/"
+    assert provider["client_secret_path"] == "/synapse/oidc/client_secret" and "client_secret" not in provider
+    mounts = {mount["name"]: mount["mountPath"] for mount in pod["containers"][0]["volumeMounts"]}
+    assert mounts["oidc"] == "/synapse/oidc"
+    config = find(synapse, "Secret", "synapse")["stringData"]["config.yaml"]
+    assert 'password: "@@POSTGRES_PASSWORD@@"' in config and 'password: "@@REDIS_PASSWORD@@"' in config
+    ingress = find(synapse, "Ingress", "synapse")
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] == "matrix.lab.turnkey.test"
+    assert [path["path"] for path in rule["http"]["paths"]] == ["/_matrix", "/_synapse", "/.well-known/matrix"]
+
     # Proxmox CSI (the real chart 0.5.0): its pods read the config the tree seals, and no class of its own.
     proxmox = rendered["proxmox-csi-plugin"]
     reads = set()
@@ -309,6 +360,31 @@ def test_the_lab_serves_every_chart_of_the_lab_tree(charts_lab, running, tmp_pat
     assert image.endswith(":v1.21.1"), image
     assert {"certificates.cert-manager.io", "clusterissuers.cert-manager.io"} <= {
         obj["metadata"]["name"] for obj in manager if obj["kind"] == "CustomResourceDefinition"}
+
+
+@pytest.mark.parametrize(("chart", "values", "refused"), [
+    # harbor-core fails on an encryption key that is not 16 characters
+    ("harbor", {"secretKey": "short-key"}, "secretKey is 9 characters, not 16"),
+    # matrix-synapse asks for the bundled PostgreSQL's password even beside existingSecret, for a server name, and
+    # for an external Redis without the bundled one
+    ("matrix-synapse", {"postgresql": {"auth": {"password": "", "existingSecret": "synapse-postgres-password"}}},
+     "A valid postgresql.auth.password is required"),
+    ("matrix-synapse", {"serverName": ""}, "You need to specify a serverName"),
+    ("matrix-synapse", {"redis": {"enabled": False}}, "A valid externalRedis.host is required"),
+    # gitea's init container fails making an admin without a password
+    ("gitea", {"gitea": {"admin": {"username": "gitea_admin"}}}, "no password is given"),
+])
+def test_the_stand_ins_refuse_what_the_real_charts_fail_on(chart, values, refused, tmp_path):
+    """A stand-in renders with its own defaults (and a server name for Synapse, no admin for Gitea, as the tree gives
+    them), and fails to render the values on which the real chart fails to render, or its app to start."""
+    helm = helm_runner(tmp_path)
+    base = {"matrix-synapse": {"serverName": "matrix.example.com"},
+            "gitea": {"gitea": {"admin": {"username": ""}}}}.get(chart, {})
+    for name, given in (("base", base), ("refused", {**base, **values})):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(given))
+    assert objects(helm("template", "app", str(STAND_INS / chart), "-f", str(tmp_path / "base.yaml")).stdout)
+    failed = helm("template", "app", str(STAND_INS / chart), "-f", str(tmp_path / "refused.yaml"), ok=False)
+    assert failed.returncode != 0 and refused in failed.stderr, failed.stderr
 
 
 def test_the_repository_is_https_with_the_lab_ca_and_read_only(running, tmp_path):

@@ -510,6 +510,113 @@ def test_giteas_release_reads_its_oauth_source_from_a_secret_made_from_vault(tre
     assert tree.files() == before
 
 
+HARBOR = {"name": "harbor", "namespace": "registry", "admin_group": "harbor-admins",
+          "groups": ["harbor-admins", "harbor-users"], "redirect_uris": ["https://registry.lab.turnkey.test/c/oidc/callback"]}
+SYNAPSE = {"name": "synapse", "namespace": "matrix", "admin_group": "matrix-admins", "groups": ["matrix-admins"],
+           "redirect_uris": ["https://matrix.lab.turnkey.test/_synapse/client/oidc/callback"]}
+
+
+def synced(external_secret, path, key, template=None):
+    """What an ExternalSecret of the release must be: Vault's kv path and key, into the Secret of its name, with the
+    chart's keys templated (or the synced key as it is)."""
+    name = external_secret["metadata"]["name"]
+    spec = external_secret["spec"]
+    target = {"name": name, "creationPolicy": "Owner", "deletionPolicy": "Retain"}
+    assert spec["target"] == (target if template is None else {**target, "template": {"data": template}}), name
+    assert spec["data"] == [{"secretKey": key, "remoteRef": {"key": path, "property": key}}], name
+    assert spec["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "vault"}, name
+
+
+@pytest.mark.parametrize("tree", ["lab"], indirect=True)
+def test_harbors_and_synapses_releases_take_every_secret_from_vault(tree):
+    """Enabled harbor and synapse apps get the collection's releases. Harbor: harbor-core's OIDC settings
+    (CONFIG_OVERWRITE_JSON) from Secret harbor-oidc-config, which an ExternalSecret templates from kv/sso/harbor; its
+    local admin's password and its secret key from the store (kv/sso/harbor/*). Synapse: the client secret as a
+    file from the synced harbor-oidc's twin synapse-oidc, its database's and Redis' passwords from the store. No
+    secret in the values, Authentik's issuer on authentik_host, each on its host with cert-manager's certificate."""
+    before = tree.files()
+    spec = tree.spec()
+    original = spec["sso_apps"]
+    spec["sso_apps"] = [*original, HARBOR, SYNAPSE]
+    tree.set_spec(spec)
+    try:
+        tree.rendered()
+        slot = sso_slot(tree)
+        assert {key for key in slot if "registry" in key[1:] or "harbor" in key[2]} == {
+            ("Namespace", None, "registry"), ("HelmRepository", "flux-system", "harbor"),
+            ("HelmRelease", "registry", "harbor")} | {("ExternalSecret", "registry", "harbor-" + name) for name in (
+                "oidc", "oidc-config", "admin-password", "secret-key")}
+        assert slot[("HelmRepository", "flux-system", "harbor")]["spec"]["url"] == "${chart_url_harbor}"
+        config = slot[("ExternalSecret", "registry", "harbor-oidc-config")]
+        template = config["spec"]["target"]["template"]["data"]["CONFIG_OVERWRITE_JSON"]
+        assert "{{ .client_secret | toJson }}" in template
+        synced(config, "sso/harbor", "client_secret", {"CONFIG_OVERWRITE_JSON": template})
+        # The JSON harbor-core gets once External Secrets puts the synced secret in (as a JSON string).
+        assert json.loads(template.replace("{{ .client_secret | toJson }}", json.dumps('s3"cret'))) == {
+            "auth_mode": "oidc_auth", "oidc_name": "Authentik",
+            "oidc_endpoint": "https://${authentik_host}/application/o/harbor/", "oidc_client_id": "harbor",
+            "oidc_client_secret": 's3"cret', "oidc_scope": "openid,email,profile,groups,offline_access",
+            "oidc_groups_claim": "groups", "oidc_admin_group": "harbor-admins", "oidc_user_claim": "preferred_username",
+            "oidc_auto_onboard": True, "oidc_verify_cert": True}
+        synced(slot[("ExternalSecret", "registry", "harbor-admin-password")], "sso/harbor/admin-password",
+               "admin_password")
+        synced(slot[("ExternalSecret", "registry", "harbor-secret-key")], "sso/harbor/secret-key", "secret_key",
+               {"secretKey": "{{ .secret_key }}"})
+        release = slot[("HelmRelease", "registry", "harbor")]["spec"]
+        assert release["chart"]["spec"]["chart"] == "harbor"
+        assert release["chart"]["spec"]["version"] == "${chart_version_harbor}"
+        values = release["values"]
+        assert values["externalURL"] == "https://registry.lab.turnkey.test"
+        assert values["expose"] == {
+            "type": "ingress", "tls": {"enabled": True, "certSource": "secret", "secret": {"secretName": "harbor-tls"}},
+            "ingress": {"className": "cilium", "annotations": {"cert-manager.io/cluster-issuer": "${ingress_issuer}"},
+                        "hosts": {"core": "registry.lab.turnkey.test"}}}
+        assert (values["existingSecretAdminPassword"], values["existingSecretAdminPasswordKey"],
+                values["existingSecretSecretKey"]) == ("harbor-admin-password", "admin_password", "harbor-secret-key")
+        assert values["core"]["extraEnvVars"] == [{"name": "CONFIG_OVERWRITE_JSON", "valueFrom": {
+            "secretKeyRef": {"name": "harbor-oidc-config", "key": "CONFIG_OVERWRITE_JSON"}}}]
+        # no secret in the values: not the client secret, nor the chart's default admin password, key or settings
+        assert "client_secret" not in json.dumps(values)
+        assert not {"harborAdminPassword", "secretKey"} & set(values) and "configureUserSettings" not in values["core"]
+
+        assert {key for key in slot if "matrix" in key[1:] or "synapse" in key[2] or key[2] == "ananace"} == {
+            ("Namespace", None, "matrix"), ("ExternalSecret", "matrix", "synapse-oidc"),
+            ("ExternalSecret", "matrix", "synapse-postgres-password"),
+            ("ExternalSecret", "matrix", "synapse-redis-password"), ("HelmRepository", "flux-system", "ananace"),
+            ("HelmRelease", "matrix", "synapse")}
+        assert slot[("HelmRepository", "flux-system", "ananace")]["spec"]["url"] == "${chart_url_ananace}"
+        synced(slot[("ExternalSecret", "matrix", "synapse-postgres-password")], "sso/synapse/postgres-password",
+               "postgres_password", {"password": "{{ .postgres_password }}"})
+        synced(slot[("ExternalSecret", "matrix", "synapse-redis-password")], "sso/synapse/redis-password",
+               "redis_password", {"redis-password": "{{ .redis_password }}"})
+        release = slot[("HelmRelease", "matrix", "synapse")]["spec"]
+        assert release["chart"]["spec"]["chart"] == "matrix-synapse"
+        assert release["chart"]["spec"]["version"] == "${chart_version_matrix_synapse}"
+        values = release["values"]
+        assert (values["fullnameOverride"], values["serverName"]) == ("synapse", "matrix.lab.turnkey.test")
+        assert values["synapse"]["extraVolumes"] == [{"name": "oidc", "secret": {
+            "secretName": "synapse-oidc", "items": [{"key": "client_secret", "path": "client_secret"}]}}]
+        assert values["synapse"]["extraVolumeMounts"] == [{"name": "oidc", "mountPath": "/synapse/oidc",
+                                                           "readOnly": True}]
+        assert values["extraConfig"]["oidc_providers"] == [{
+            "idp_id": "authentik", "idp_name": "Authentik", "issuer": "https://${authentik_host}/application/o/synapse/",
+            "client_id": "synapse", "client_secret_path": "/synapse/oidc/client_secret",
+            "scopes": ["openid", "profile", "email"], "user_mapping_provider": {"config": {
+                "localpart_template": "{{ user.preferred_username }}", "display_name_template": "{{ user.name }}"}}}]
+        assert values["extraConfig"]["password_config"] == {"enabled": False}
+        assert values["postgresql"]["auth"]["existingSecret"] == "synapse-postgres-password"
+        assert values["redis"]["auth"] == {"existingSecret": "synapse-redis-password"}
+        assert values["ingress"]["tls"] == [{"secretName": "synapse-tls", "hosts": ["matrix.lab.turnkey.test"]}]
+        assert "registrationSharedSecret" not in values["config"] and "extraSecrets" not in values
+        assert {"chart_url_harbor", "chart_type_harbor", "chart_version_harbor", "chart_url_ananace",
+                "chart_type_ananace", "chart_version_matrix_synapse"} <= set(tree.settings())
+    finally:
+        spec["sso_apps"] = original
+        tree.set_spec(spec)
+        tree.rendered()
+    assert tree.files() == before
+
+
 def test_secrets_are_sealed_with_the_layer_00_certificate(tree):
     from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
     from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415

@@ -64,6 +64,24 @@ def test_kv_entries_follow_the_contract_table():
         {"name": "sso_client_secret_my_wiki", "path": "sso/my-wiki", "key": "client_secret"}]
 
 
+def test_a_shipped_release_gets_its_own_secrets_unless_the_app_runs_elsewhere():
+    """Harbor's release reads its admin's initial password and its 16-character secret key from the store,
+    Synapse's its database and Redis passwords; none with release: false or for a disabled app."""
+    apps = [{**APPS[3], "enabled": True}, {"name": "synapse", "redirect_uris": ["https://m.example.com/"]}]
+    store = sso_secrets((apps, [], {}), "store")
+    assert [(entry["name"], entry["length"]) for entry in store] == [
+        ("sso_client_secret_harbor", 64), ("sso_client_secret_synapse", 64), ("sso_harbor_admin_password", 32),
+        ("sso_harbor_secret_key", 16), ("sso_synapse_postgres_password", 32), ("sso_synapse_redis_password", 32)]
+    assert sso_secrets((apps, [], {}), "kv")[2:] == [
+        {"name": "sso_harbor_admin_password", "path": "sso/harbor/admin-password", "key": "admin_password"},
+        {"name": "sso_harbor_secret_key", "path": "sso/harbor/secret-key", "key": "secret_key"},
+        {"name": "sso_synapse_postgres_password", "path": "sso/synapse/postgres-password", "key": "postgres_password"},
+        {"name": "sso_synapse_redis_password", "path": "sso/synapse/redis-password", "key": "redis_password"}]
+    elsewhere = [{**apps[0], "release": False}, {**apps[1], "enabled": False}]
+    assert names(sso_secrets((elsewhere, [], {}), "store")) == ["sso_client_secret_harbor"]
+    assert names(sso_secrets((APPS, [], {}), "kv")) == ["sso_client_secret_grafana", "sso_client_secret_my_wiki"]
+
+
 def test_an_operators_kv_entry_with_the_same_name_wins():
     given = [{"name": "authentik_bootstrap_token", "path": "authentik/bootstrap", "key": "token"},
              {"name": "authentik_secret_key", "path": "authentik/key", "key": "value"}]

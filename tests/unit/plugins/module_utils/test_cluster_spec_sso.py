@@ -144,6 +144,31 @@ def test_each_rule_names_field_and_fix(case):
     assert errors_of(change) == expected
 
 
+def test_an_app_whose_release_the_collection_ships_lists_the_callback_the_app_returns_to():
+    """Harbor and Synapse return from the login to a path they fix, on the app's host (the first URI's); without
+    it Authentik refuses the login. Not checked with release: false (the app runs elsewhere) or when disabled."""
+    def harbor(*uris, **values):
+        return lambda spec: spec["sso_apps"].append({"name": "harbor", "redirect_uris": list(uris), **values})
+
+    def synapse(*uris):
+        return lambda spec: spec["sso_apps"].append({"name": "synapse", "redirect_uris": list(uris)})
+
+    assert errors_of(harbor("https://registry.example.com/c/oidc/callback")) == []
+    callback = "https://matrix.example.com/_synapse/client/oidc/callback"
+    assert errors_of(synapse("https://matrix.example.com/", callback)) == []
+    assert errors_of(harbor("https://registry.example.com/oidc/callback")) == [
+        "sso_apps[2].redirect_uris: https://registry.example.com/c/oidc/callback is not among them, though the "
+        "collection's harbor release returns there after the login. Fix: add it, or set release: false when the app "
+        "runs elsewhere."]
+    # on the first URI's host: another host's callback is not the app's
+    assert errors_of(synapse("https://matrix.example.com/", "https://chat.example.com/_synapse/client/oidc/callback")) \
+        == ["sso_apps[2].redirect_uris: https://matrix.example.com/_synapse/client/oidc/callback is not among them, "
+            "though the collection's synapse release returns there after the login. Fix: add it, or set "
+            "release: false when the app runs elsewhere."]
+    assert errors_of(harbor("https://registry.example.com/oidc/callback", release=False)) == []
+    assert errors_of(harbor("https://registry.example.com/oidc/callback", enabled=False)) == []
+
+
 def test_a_derived_kv_name_without_authentik_is_not_a_store_secret():
     def change(spec):
         spec["authentik"], spec["sso_apps"], spec["sso_users"] = {}, [], []
