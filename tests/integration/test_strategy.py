@@ -1,7 +1,7 @@
-"""The default strategy, turnkey.cluster.mitogen_linear (ansible.cfg), through the real ansible-playbook: each host's
-modules run in one long-lived interpreter, so two tasks' commands have the same parent process; with Ansible's own
-linear strategy (ANSIBLE_STRATEGY=linear, and the verify play) every task starts a new one. Without the mitogen
-package the plugin runs plain linear and says so."""
+"""The opt-in strategy turnkey.cluster.mitogen_linear, through the real ansible-playbook: each host's modules run in
+one long-lived interpreter, so two tasks' commands have the same parent process; with Ansible's own linear strategy
+(the default, and always the verify play's) every task starts a new one. Without the mitogen package the plugin runs
+plain linear and says so."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from tests.playbook_runner import REPO, run_playbook, task_results
 pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
 
 PARENT = ["python3", "-c", "import os; print(os.getppid())"]
+MITOGEN = {"ANSIBLE_STRATEGY": "turnkey.cluster.mitogen_linear"}
 
 
 def parents(tmp_path, play_options=None, env=None):
@@ -32,15 +33,16 @@ def parents(tmp_path, play_options=None, env=None):
     return [result["stdout"] for _task, _host, result in task_results(run.stdout)], run
 
 
-def test_the_default_strategy_runs_a_hosts_modules_in_one_interpreter(tmp_path):
-    first, second = parents(tmp_path)[0]
+def test_the_mitogen_strategy_runs_a_hosts_modules_in_one_interpreter(tmp_path):
+    first, second = parents(tmp_path, env=MITOGEN)[0]
     assert first == second
 
 
-def test_ansibles_linear_strategy_starts_an_interpreter_per_task(tmp_path):
-    first, second = parents(tmp_path, env={"ANSIBLE_STRATEGY": "linear"})[0]
+def test_ansibles_linear_strategy_the_default_starts_an_interpreter_per_task(tmp_path):
+    first, second = parents(tmp_path)[0]
     assert first != second
-    first, second = parents(tmp_path, play_options={"strategy": "ansible.builtin.linear"})[0]
+    # a play's own strategy wins over the opted-in one (as the verify play's does)
+    first, second = parents(tmp_path, play_options={"strategy": "ansible.builtin.linear"}, env=MITOGEN)[0]
     assert first != second
 
 
@@ -55,6 +57,6 @@ def test_without_mitogen_the_strategy_is_linear_and_says_so(tmp_path):
     hide.mkdir()
     (hide / "sitecustomize.py").write_text(
         "import sys\nsys.modules['mitogen'] = None\nsys.modules['ansible_mitogen'] = None\n")
-    (first, second), run = parents(tmp_path, env={"PYTHONPATH": str(hide)})
+    (first, second), run = parents(tmp_path, env={**MITOGEN, "PYTHONPATH": str(hide)})
     assert first != second
     assert "the mitogen package is missing, so the plain linear strategy runs" in run.stderr
