@@ -10,7 +10,7 @@ description:
   - The linear strategy (task by task, every host in parallel through the forks), with each module run in a
     long-lived Python interpreter per host by L(Mitogen,https://mitogen.networkgenomics.com/ansible_detailed.html)
     instead of a new interpreter that compiles C(ansible.module_utils) from a zip for every task.
-  - Opt-in (C(ANSIBLE_STRATEGY=turnkey.cluster.mitogen_linear) or C(strategy) in C(ansible.cfg)): every node is an
+  - Opt-in, by C(ANSIBLE_STRATEGY=turnkey.cluster.mitogen_linear) or C(strategy) in C(ansible.cfg). Every node is an
     inventory host with C(ansible_connection=local) and the playbooks are API calls, so the module overhead is most of
     their processor time (docs/performance.md). It is not the collection's default while two of its tests fail under
     it.

@@ -5,12 +5,13 @@ plain linear and says so."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
 import yaml
 
-from tests.playbook_runner import REPO, run_playbook, task_results
+from tests.playbook_runner import BIN, REPO, run_playbook, task_results
 
 pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
 
@@ -60,3 +61,9 @@ def test_without_mitogen_the_strategy_is_linear_and_says_so(tmp_path):
     (first, second), run = parents(tmp_path, env={**MITOGEN, "PYTHONPATH": str(hide)})
     assert first != second
     assert "the mitogen package is missing, so the plain linear strategy runs" in run.stderr
+
+
+def test_the_strategy_documents_itself():
+    shown = subprocess.run([str(BIN / "ansible-doc"), "-t", "strategy", "turnkey.cluster.mitogen_linear"], cwd=REPO,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert shown.returncode == 0 and "Opt-in" in shown.stdout, shown.stdout + shown.stderr
