@@ -78,6 +78,8 @@ def release_lab(twin_binary, talosctl, tmp_path_factory):  # noqa: F811
             tree = lab_tree(tmp_path_factory.mktemp("authentik-tree"), lab.root, NET)
             lab.run("up", "--components", "charts,source-controller,helm-controller", "--profile", "fast")
             cluster.run("apply", "--server-side", "-f", str(Path(tools["TURNKEY_FLUX_MANIFESTS"]) / "install.yaml"))
+            # Every release's HelmRepository verifies the lab's chart repository with this CA: each test needs it.
+            cluster.apply(tree.substituted(tree.files()["chart-repository-ca.yaml"]))
             for controller in ("source-controller", "helm-controller"):
                 wait_for(lambda name=controller: lab.status()["components"][name]["detail"] == name + " ready",
                          timeout=300, interval=1)
@@ -95,7 +97,6 @@ def pod_of(cluster: Cluster, component: str) -> dict | None:
 def test_the_authentik_release_is_ready_only_after_its_secrets_exist(release_lab):
     lab, cluster, tree = release_lab
     files = tree.files()
-    cluster.apply(tree.substituted(files["chart-repository-ca.yaml"]))
     cluster.apply(tree.substituted(files["platform/namespaces/authentik.yaml"]))
     cluster.apply(tree.substituted(files["apps/authentik/helmrepository.yaml"]))
     cluster.apply(tree.substituted(files["apps/authentik/helmrelease.yaml"]))
