@@ -719,6 +719,9 @@ def go_env():
         # -dwarf=false: every build links with -s -w, which drops the debug info anyway; not making it cuts the
         # compile's processor time by a fifth (etcd on 2 cores: 135 s -> 110 s). Commands without -gcflags ignore it.
         "GOFLAGS": (env.get("GOFLAGS", "") + " -modcacherw -mod=mod -gcflags=all=-dwarf=false").strip(),
+        # The compiler collects its garbage 4x less often: etcd from an empty build cache on 2 cores, 124 s -> 113 s
+        # of processor time (GOGC=800 no better), a tenth more memory per compile.
+        "GOGC": env.get("GOGC", "400"),
     })
     return env
 
