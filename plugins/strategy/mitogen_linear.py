@@ -59,6 +59,7 @@ def crash_named(execute_module):
         return result
     return execute
 
+
 Linear = strategy_loader.get("linear", class_only=True)
 
 if MITOGEN is None:
