@@ -10,9 +10,10 @@ description:
   - The linear strategy (task by task, every host in parallel through the forks), with each module run in a
     long-lived Python interpreter per host by L(Mitogen,https://mitogen.networkgenomics.com/ansible_detailed.html)
     instead of a new interpreter that compiles C(ansible.module_utils) from a zip for every task.
-  - The collection's default strategy (its C(ansible.cfg)); C(ANSIBLE_STRATEGY=linear) goes back to Ansible's own.
-    Every node is an inventory host with C(ansible_connection=local) and the playbooks are API calls, so the module
-    overhead is most of their processor time (docs/performance.md).
+  - Opt-in, by C(ANSIBLE_STRATEGY=turnkey.cluster.mitogen_linear) or C(strategy) in C(ansible.cfg). Every node is an
+    inventory host with C(ansible_connection=local) and the playbooks are API calls, so the module overhead is most of
+    their processor time (docs/performance.md). It is not the collection's default while an SSO login check in
+    headless Chromium hangs under it.
   - Every local host gets an interpreter of its own (Mitogen would otherwise share one among them, and the nodes'
     modules would run one after the other), so the forks still run the nodes at the same time.
   - A module that crashes is reported as Ansible reports it, C(Module failed) and the exception, with the traceback

@@ -1,6 +1,6 @@
-"""The collection's default strategy turnkey.cluster.mitogen_linear, through the real ansible-playbook: each host's
-modules run in one long-lived interpreter, so two tasks' commands have the same parent process; with Ansible's own
-linear strategy (`ANSIBLE_STRATEGY=linear`, and always the verify play's) every task starts a new one. Every local
+"""The opt-in strategy turnkey.cluster.mitogen_linear, through the real ansible-playbook: each host's modules run in
+one long-lived interpreter, so two tasks' commands have the same parent process; with Ansible's own linear strategy
+(the default, and always the verify play's) every task starts a new one. Every local
 host has an interpreter of its own, so the nodes' modules still run at the same time through the forks; a module that
 crashes is named as Ansible names it. Without the mitogen package the plugin runs plain linear and says so."""
 
@@ -49,18 +49,18 @@ def parents(tmp_path, play_options=None, env=None):
     return [result["stdout"] for _task, _host, result in task_results(run.stdout)], run
 
 
-def test_the_default_strategy_runs_a_hosts_modules_in_one_interpreter(tmp_path):
-    first, second = parents(tmp_path)[0]
+def test_the_mitogen_strategy_runs_a_hosts_modules_in_one_interpreter(tmp_path):
+    first, second = parents(tmp_path, env=MITOGEN)[0]
     assert first == second
-    named_first, named_second = parents(tmp_path, env=MITOGEN)[0]  # the same, named
-    assert named_first == named_second
 
 
-def test_ansibles_linear_strategy_starts_an_interpreter_per_task(tmp_path):
+def test_ansibles_linear_strategy_the_default_starts_an_interpreter_per_task(tmp_path):
+    first, second = parents(tmp_path)[0]
+    assert first != second
     first, second = parents(tmp_path, env=LINEAR)[0]
     assert first != second
-    # a play's own strategy wins over the default (as the verify play's does)
-    first, second = parents(tmp_path, play_options={"strategy": "ansible.builtin.linear"})[0]
+    # a play's own strategy wins over the opted-in one (as the verify play's does)
+    first, second = parents(tmp_path, play_options={"strategy": "ansible.builtin.linear"}, env=MITOGEN)[0]
     assert first != second
 
 
@@ -69,7 +69,7 @@ def test_each_local_host_has_its_own_interpreter_and_they_run_at_once(tmp_path):
     hosts = ("node1", "node2", "node3")
     run = play(tmp_path, [{"name": "span", "ansible.builtin.command": {"argv": SPAN}, "changed_when": False},
                           {"name": "parent", "ansible.builtin.command": {"argv": PARENT}, "changed_when": False}],
-               hosts=hosts)
+               hosts=hosts, env=MITOGEN)
     results = task_results(run.stdout)
     spans = {host: [float(edge) for edge in result["stdout"].split()] for task, host, result in results
              if task == "span"}
@@ -79,7 +79,7 @@ def test_each_local_host_has_its_own_interpreter_and_they_run_at_once(tmp_path):
     assert len(set(interpreters.values())) == len(hosts), interpreters
 
 
-@pytest.mark.parametrize("env", [{}, LINEAR], ids=["default", "linear"])
+@pytest.mark.parametrize("env", [MITOGEN, LINEAR], ids=["mitogen", "linear"])
 def test_a_crashing_module_is_named_with_its_exception(tmp_path, env):
     (tmp_path / "library").mkdir()
     (tmp_path / "library" / "crash.py").write_text(CRASH)
@@ -99,7 +99,7 @@ def test_without_mitogen_the_strategy_is_linear_and_says_so(tmp_path):
     hide.mkdir()
     (hide / "sitecustomize.py").write_text(
         "import sys\nsys.modules['mitogen'] = None\nsys.modules['ansible_mitogen'] = None\n")
-    (first, second), run = parents(tmp_path, env={"PYTHONPATH": str(hide)})
+    (first, second), run = parents(tmp_path, env={**MITOGEN, "PYTHONPATH": str(hide)})
     assert first != second
     assert "the mitogen package is missing, so the plain linear strategy runs" in run.stderr
 
@@ -107,4 +107,4 @@ def test_without_mitogen_the_strategy_is_linear_and_says_so(tmp_path):
 def test_the_strategy_documents_itself():
     shown = subprocess.run([str(BIN / "ansible-doc"), "-t", "strategy", "turnkey.cluster.mitogen_linear"], cwd=REPO,
                            capture_output=True, text=True, timeout=120, check=False)
-    assert shown.returncode == 0 and "default strategy" in shown.stdout, shown.stdout + shown.stderr
+    assert shown.returncode == 0 and "Opt-in" in shown.stdout, shown.stdout + shown.stderr
