@@ -53,6 +53,8 @@ def crash_named(execute_module):
     exception>', which is what an operator (and the tests) read, so the same is said here instead of a JSON error."""
     def execute(self, *args, **kwargs):
         result = execute_module(self, *args, **kwargs)
+        if not isinstance(result, dict):  # ansible-core 2.21 returns its own result type; this knows 2.19's dict
+            return result
         stderr = result.get("module_stderr") or ""
         if str(result.get("msg", "")).startswith(DESERIALIZATION_FAILED) and "Traceback" in stderr:
             raised = stderr.strip().splitlines()[-1]
