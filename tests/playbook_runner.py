@@ -94,6 +94,16 @@ def lab_env(tmp_path, password=TEST_VAULT_PASSWORD):
             "TURNKEY_VAULT_PASSWORD": password or ""}
 
 
+def local_inventory(path, hosts=("localhost",), variables=None):
+    """Writes an inventory of local hosts run by this Python, as the collection's nodes are; returns its path."""
+    inventory = {"hosts": {host: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+                           for host in hosts}}
+    if variables is not None:
+        inventory["vars"] = variables
+    path.write_text(yaml.safe_dump({"all": inventory}))
+    return path
+
+
 def run_playbook(*args, env=None, playbook="site.yml", json_output=False, timeout=600):
     environment = dict(os.environ)
     environment.pop("TURNKEY_LAB_VAULT_PASSWORD", None)

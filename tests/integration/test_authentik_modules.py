@@ -8,13 +8,12 @@ One test made of steps, in order: each step starts from what the previous one le
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import requests
 import yaml
 
-from tests.playbook_runner import run_playbook, task_results
+from tests.playbook_runner import local_inventory, run_playbook, task_results
 
 pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 
@@ -36,9 +35,7 @@ class Lab:
         self.token = handle.json("credentials.json")["authentik"]["token"]
         self.ca = str(handle.root / "pki" / "ca.pem")
         self.env = {"AUTHENTIK_URL": BASE, "AUTHENTIK_TOKEN": self.token}
-        self.inventory = tmp / "hosts.yml"
-        self.inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
-            "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+        self.inventory = local_inventory(tmp / "hosts.yml")
         self.session = requests.Session()
         self.session.verify = self.ca
         self.session.headers["Authorization"] = f"Bearer {self.token}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import ssl
-import sys
 import threading
 
 import pytest
@@ -17,7 +16,7 @@ import yaml
 
 from tests.lab import test_lab_pdns
 from tests.lab.test_lab_pdns import PRIMARY, SECONDARY, query, serial
-from tests.playbook_runner import run_playbook, task_results
+from tests.playbook_runner import local_inventory, run_playbook, task_results
 
 pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 # The lab test's fixture: the lab's PowerDNS primary and secondary on its net, one test at a time there.
@@ -36,9 +35,7 @@ class Lab:
         creds = handle.json("credentials.json")
         self.key, self.secondary_key = creds["pdns"]["api_key"], creds["pdns-secondary"]["api_key"]
         self.env = {"PDNS_API_URL": PRIMARY_API, "PDNS_API_KEY": self.key, "TURNKEY_STATE_DIR": str(tmp / "state")}
-        self.inventory = tmp / "hosts.yml"
-        self.inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
-            "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+        self.inventory = local_inventory(tmp / "hosts.yml")
         self.runs = 0
 
     def play(self, tasks, *, check=False, diff=False, env=None):

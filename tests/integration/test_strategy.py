@@ -1,18 +1,17 @@
 """The opt-in strategy turnkey.cluster.mitogen_linear, through the real ansible-playbook: each host's modules run in
 one long-lived interpreter, so two tasks' commands have the same parent process; with Ansible's own linear strategy
-(the default, and always the verify play's) every task starts a new one. Every local
-host has an interpreter of its own, so the nodes' modules still run at the same time through the forks; a module that
-crashes is named as Ansible names it. Without the mitogen package the plugin runs plain linear and says so."""
+(the default, and always the verify play's) every task starts a new one. Every local host has an interpreter of its
+own, so the nodes' modules still run at the same time through the forks; a module that crashes is named as Ansible
+names it. Without the mitogen package the plugin runs plain linear and says so."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-from tests.playbook_runner import BIN, REPO, run_playbook, task_results
+from tests.playbook_runner import BIN, REPO, local_inventory, run_playbook, task_results
 
 pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they build)
 
@@ -33,9 +32,7 @@ def play(tmp_path, tasks, hosts=("localhost",), play_options=None, env=None, ok=
     playbook = tmp_path / "play.yml"
     playbook.write_text(yaml.safe_dump([{"name": "play", "hosts": "all", "gather_facts": False,
                                          **(play_options or {}), "tasks": tasks}]))
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"hosts": {host: {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable} for host in hosts}}}))
+    inventory = local_inventory(tmp_path / "hosts.yml", hosts)
     run = run_playbook("-i", str(inventory), playbook=str(playbook), json_output=True,
                        env={"ANSIBLE_LIBRARY": str(tmp_path / "library"), **(env or {})})
     assert (run.returncode == 0) == ok, run.stdout[-3000:] + run.stderr[-3000:]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ import yaml
 from tests.integration.cluster.conftest import control_plane  # noqa: F401  # pylint: disable=unused-import
 from tests.lab.test_lab_pdns import require_pdns
 from tests.lab.test_sso_login_check import need_browser
-from tests.playbook_runner import recap, run_playbook
+from tests.playbook_runner import local_inventory, recap, run_playbook
 from tests.store_access import open_store
 from tests.tools import built_tools
 
@@ -226,11 +225,7 @@ class World:
         self.runs = 0
 
     def inventory(self, **overrides):
-        path = self.tmp / f"hosts{self.runs}.yml"
-        path.write_text(yaml.safe_dump({"all": {
-            "hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}},
-            "vars": {**self.spec, **overrides}}}))
-        return str(path)
+        return str(local_inventory(self.tmp / f"hosts{self.runs}.yml", variables={**self.spec, **overrides}))
 
     def secrets(self):
         store = open_store(self.tmp / "secrets", self.password)
