@@ -16,6 +16,9 @@ import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
 import dns.xfr
 import dns.zone
 import pytest
@@ -78,6 +81,20 @@ def query(server: str, name: str, rtype: str, tcp: bool = False) -> list[str]:
     answer = (dns.query.tcp if tcp else dns.query.udp)(message, server, timeout=3)
     assert answer.rcode() == dns.rcode.NOERROR, dns.rcode.to_text(answer.rcode())
     return sorted(item.to_text() for rrset in answer.answer for item in rrset)
+
+
+def update(server: str, zone: str, name: str, text: str, key: tuple[str, str] | None = None,
+           source: str | None = None) -> str:
+    """An RFC 2136 update replacing name's TXT with text, as cert-manager's DNS-01 solver sends it (over TCP from
+    source, signed with key = (name, base64 secret) when given): the answer's rcode, or why no valid answer came
+    (an unknown or wrong key gets an unsigned NOTAUTH, which a signer rejects)."""
+    keyring = dns.tsigkeyring.from_text({key[0]: key[1]}) if key else None
+    message = dns.update.UpdateMessage(zone, keyring=keyring, keyalgorithm=dns.tsig.HMAC_SHA256)
+    message.replace(name, 60, "TXT", text)
+    try:
+        return dns.rcode.to_text(dns.query.tcp(message, server, timeout=5, source=source).rcode())
+    except dns.exception.DNSException as exc:
+        return f"no valid answer ({type(exc).__name__}: {exc})"
 
 
 def serial(server: str, zone: str = ZONE) -> int | None:

@@ -1,7 +1,8 @@
 """PowerDNS Authoritative: Debian's real `pdns_server` (pdns-server) with its sqlite3 backend, twice.
 
 - `pdns` on <net>.0.18: the primary. DNS on port 53 (UDP and TCP), the HTTP API (`/api/v1`) on port 8081,
-  zones of kind Master NOTIFY the secondary and it alone may AXFR them.
+  zones of kind Master NOTIFY the secondary and it alone may AXFR them. RFC 2136 updates are on, each zone
+  deciding who may send them (its metadata; none without), as on a hardened server.
 - `pdns-secondary` on <net>.0.19: the secondary (`secondary=yes`). A zone of kind Slave made through its
   API with the primary as master is transferred by AXFR, at once after a NOTIFY or an `axfr-retrieve`.
 - Each instance's database is made from the schema the Debian package ships; its API key is generated once
@@ -176,6 +177,12 @@ class PowerDNSPrimary(PowerDNS):
             f"also-notify={secondary}",
             # NOTIFY only the lab's secondary, never whatever addresses a zone's NS records name.
             f"only-notify={secondary}/32",
+            # RFC 2136 updates (cert-manager's ACME DNS-01 solver), decided per zone as a hardened server does:
+            # with the global allow-list empty, a zone takes updates only from the networks its
+            # ALLOW-DNSUPDATE-FROM names, signed with a key its TSIG-ALLOW-DNSUPDATE names. PowerDNS' default
+            # (127.0.0.0/8) would take unsigned updates from anything on the lab's loopback net.
+            "dnsupdate=yes",
+            "allow-dnsupdate-from=",
         ]
 
     def shell_env(self) -> dict[str, str]:
