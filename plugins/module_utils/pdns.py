@@ -184,6 +184,40 @@ class PdnsClient:
     def axfr_retrieve(self, zone):
         return self.request("PUT", self.zone_path(zone) + "/axfr-retrieve")
 
+    # -- zone metadata ----------------------------------------------------------------------------
+    def metadata_path(self, zone, kind):
+        return "%s/metadata/%s" % (self.zone_path(zone), quote(kind, safe=""))
+
+    def metadata(self, zone, kind):
+        """The zone's values of one metadata kind ([] when unset), or None when the zone does not exist."""
+        answer = self.request("GET", self.metadata_path(zone, kind), missing_ok=True)
+        return None if answer is None else list(answer.get("metadata") or [])
+
+    def set_metadata(self, zone, kind, values):
+        return self.request("PUT", self.metadata_path(zone, kind), {"metadata": list(values)})
+
+    def delete_metadata(self, zone, kind):
+        return self.request("DELETE", self.metadata_path(zone, kind))
+
+    # -- TSIG keys --------------------------------------------------------------------------------
+    @staticmethod
+    def tsigkey_path(name):
+        # PowerDNS' id of a key is its name with a trailing dot.
+        return "/tsigkeys/%s" % quote(canonical_name(name), safe=".")
+
+    def tsigkey(self, name):
+        """The key with its secret (name, algorithm, key), or None."""
+        return self.request("GET", self.tsigkey_path(name), missing_ok=True)
+
+    def create_tsigkey(self, name, algorithm, key):
+        return self.request("POST", "/tsigkeys", {"name": name, "algorithm": algorithm, "key": key})
+
+    def update_tsigkey(self, name, algorithm, key):
+        return self.request("PUT", self.tsigkey_path(name), {"name": name, "algorithm": algorithm, "key": key})
+
+    def delete_tsigkey(self, name):
+        return self.request("DELETE", self.tsigkey_path(name))
+
 
 def find_rrset(zone_data, name, rtype):
     """The zone's rrset for (name, type), or None."""

@@ -1,21 +1,23 @@
-"""The PowerDNS modules (pdns_zone, pdns_rrset, pdns_wait_transfer) and the dns_zone role, through the real
-ansible-playbook against the lab's real PowerDNS primary and secondary (net 127.110, its own state folder,
-brought down in the finalizer). The primary's key reaches the modules through PDNS_API_KEY, never argv.
-One test made of steps, in order: each step starts from what the previous one left."""
+"""The PowerDNS modules (pdns_zone, pdns_rrset, pdns_wait_transfer, pdns_tsigkey, pdns_zone_metadata) and the
+dns_zone role, through the real ansible-playbook against the lab's real PowerDNS primary and secondary (net 127.110,
+its own state folder, brought down in the finalizer). The primary's key reaches the modules through PDNS_API_KEY,
+never argv. One test made of steps, in order: each step starts from what the previous one left."""
 
 from __future__ import annotations
 
 import contextlib
 import http.server
+import secrets
 import ssl
 import threading
+import time
 
 import pytest
 import requests
 import yaml
 
 from tests.lab import test_lab_pdns
-from tests.lab.test_lab_pdns import PRIMARY, SECONDARY, query, serial
+from tests.lab.test_lab_pdns import PRIMARY, SECONDARY, query, serial, update
 from tests.playbook_runner import local_inventory, run_playbook, task_results
 
 pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
@@ -164,28 +166,36 @@ def absent_removes(lab: Lab):
     assert code == 0 and not results[0][1]["changed"], out
 
 
-def role_with_secondary(lab: Lab):
-    role_zone = "role.lab-dns.test"
-    role_vars = {
-        "dns_zone_name": role_zone, "dns_zone_api_url": PRIMARY_API, "dns_zone_api_key": lab.key,
+ROLE_ZONE = "role.lab-dns.test"
+
+
+def zone_role_vars(lab: Lab, apps_address: str) -> dict:
+    """Role dns_zone's variables for ROLE_ZONE on the lab's primary and secondary."""
+    return {
+        "dns_zone_name": ROLE_ZONE, "dns_zone_api_url": PRIMARY_API, "dns_zone_api_key": lab.key,
         "dns_zone_validate_certs": False,
         "dns_zone_secondary_api_url": SECONDARY_API, "dns_zone_secondary_api_key": lab.secondary_key,
         "dns_zone_secondary_validate_certs": False, "dns_zone_secondary_masters": [PRIMARY],
-        "dns_zone_nameservers": [{"name": f"ns1.{role_zone}", "address": PRIMARY},
-                                 {"name": f"ns2.{role_zone}", "address": SECONDARY},
+        "dns_zone_nameservers": [{"name": f"ns1.{ROLE_ZONE}", "address": PRIMARY},
+                                 {"name": f"ns2.{ROLE_ZONE}", "address": SECONDARY},
                                  {"name": "ns.elsewhere.test."}],
         "dns_zone_records": [{"name": "api", "type": "A", "content": "10.2.0.10", "ttl": 300},
                              {"name": "api", "type": "A", "content": "10.2.0.11"},
-                             {"name": "*.apps", "type": "A", "content": "10.2.0.20"},
+                             {"name": "*.apps", "type": "A", "content": apps_address},
                              {"name": "@", "type": "TXT", "content": ["one", "two"]}],
     }
-    task = {"name": "zone", "ansible.builtin.include_role": {"name": "turnkey.cluster.dns_zone"}, "vars": role_vars}
+
+
+def role_with_secondary(lab: Lab):
+    role_zone = ROLE_ZONE
+    role_vars = zone_role_vars(lab, "10.2.0.20")
+    task = role_task(role_vars)
     fqdn = role_zone + "."
     # Check mode on a zone that does not exist yet: every step says it would create, nothing is made.
     code, results, out = lab.play([task], check=True, diff=True)
     assert code == 0, out
     assert lab.api(f"/zones/{fqdn}") is None
-    records = [item for t, r in results for item in r.get("results", [])]
+    records = [item for t, r in results if t.endswith("Ensure the glue and every record") for item in r["results"]]
     assert len(records) == 5 and all(item["operation"] == "create" for item in records)
     code, results, out = lab.play([task])
     assert code == 0, out
@@ -213,6 +223,82 @@ def role_with_secondary(lab: Lab):
     assert [t.split(" : ")[-1] for t, r in results if r.get("changed")] == ["Ensure the glue and every record"]
     assert query(SECONDARY, f"x.apps.{fqdn}", "A") == ["10.2.0.21"]
     assert serial(SECONDARY, fqdn) == serial(PRIMARY, fqdn)
+
+
+def role_task(role_vars):
+    return {"name": "zone", "ansible.builtin.include_role": {"name": "turnkey.cluster.dns_zone"}, "vars": role_vars}
+
+
+def wait_for_answer(server, name, rtype, wanted, timeout=15.0):
+    """The server's answer once it is wanted, else the last one (the secondary follows by NOTIFY and AXFR)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = query(server, name, rtype)
+        except AssertionError as exc:  # NXDOMAIN until the transfer
+            answer = str(exc).splitlines()[0]
+        if answer == wanted or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
+
+
+def updates_only_with_the_zones_key(lab: Lab):
+    """RFC 2136 updates, as cert-manager's ACME DNS-01 solver sends them: the role makes the TSIG key and lets
+    only its holders update the zone, from the networks it names; the secondary follows each update."""
+    zone = ROLE_ZONE + "."
+    challenge = f"_acme-challenge.{zone}"
+    secret = secrets.token_hex(32)  # 64 letters and digits, as the store's tokens: valid base64
+    key = ("acme-dns01", secret)
+    # A hardened server (the lab's primary is one) takes no update the zone does not allow, signed or not.
+    assert update(PRIMARY, zone, challenge, "before", key) != "NOERROR"
+    assert update(PRIMARY, zone, challenge, "before") == "REFUSED"
+    # The zone as role_with_secondary left it, now with the update key.
+    role_vars = {**zone_role_vars(lab, "10.2.0.21"),
+                 "dns_zone_update_keys": [{"name": "acme-dns01", "secret": secret}],
+                 "dns_zone_update_from": ["127.0.0.0/8"]}
+    # Check mode: the key and the permissions would be made; nothing is.
+    code, results, out = lab.play([role_task(role_vars)], check=True, diff=True)
+    assert code == 0 and secret not in out, out
+    made = {item.get("kind", item.get("name")): item["operation"] for t, r in results for item in r.get("results", [])
+            if "kind" in item or t.endswith("Ensure the TSIG keys that may update the zone")}
+    assert made == {"acme-dns01": "create", "TSIG-ALLOW-DNSUPDATE": "create", "ALLOW-DNSUPDATE-FROM": "create",
+                    "NOTIFY-DNSUPDATE": "create"}, out
+    assert lab.api("/tsigkeys/acme-dns01.") is None
+    assert update(PRIMARY, zone, challenge, "still-not", key) != "NOERROR"
+    code, results, out = lab.play([role_task(role_vars)], diff=True)
+    assert code == 0 and secret not in out, out
+    assert lab.api(f"/zones/{zone}/metadata/TSIG-ALLOW-DNSUPDATE")["metadata"] == ["acme-dns01"]
+    # Signed with the key: taken, served by the primary, and by the secondary after the NOTIFY the update sends.
+    assert update(PRIMARY, zone, challenge, "token-1", key) == "NOERROR"
+    assert query(PRIMARY, challenge, "TXT") == ['"token-1"']
+    assert wait_for_answer(SECONDARY, challenge, "TXT", ['"token-1"']) == ['"token-1"']
+    assert serial(SECONDARY, zone) == serial(PRIMARY, zone)
+    # Unsigned, or signed with another secret: refused, nothing changes.
+    assert update(PRIMARY, zone, challenge, "forged") == "REFUSED"
+    assert update(PRIMARY, zone, challenge, "forged", ("acme-dns01", secrets.token_hex(32))) != "NOERROR"
+    assert query(PRIMARY, challenge, "TXT") == ['"token-1"']
+    # Rerun and check mode: nothing to do (the secret compared with the server's, never shown).
+    for check in (False, True):
+        code, results, out = lab.play([role_task(role_vars)], check=check, diff=check)
+        assert code == 0 and secret not in out, out
+        assert [t for t, r in results if r.get("changed")] == [], out
+    # A new secret replaces the server's: only the key's task changes, and the old secret is refused.
+    rotated = secrets.token_hex(32)
+    role_vars["dns_zone_update_keys"] = [{"name": "acme-dns01", "secret": rotated}]
+    code, results, out = lab.play([role_task(role_vars)], diff=True)
+    assert code == 0 and rotated not in out and secret not in out, out
+    assert [t.split(" : ")[-1] for t, r in results if r.get("changed")] == [
+        "Ensure the TSIG keys that may update the zone"], out
+    assert "(replaced)" in out
+    assert update(PRIMARY, zone, challenge, "old-key", key) != "NOERROR"
+    assert update(PRIMARY, zone, challenge, "token-2", ("acme-dns01", rotated)) == "NOERROR"
+    # No keys: the zone takes no updates again.
+    role_vars["dns_zone_update_keys"] = []
+    code, results, out = lab.play([role_task(role_vars)])
+    assert code == 0, out
+    assert lab.api(f"/zones/{zone}/metadata/TSIG-ALLOW-DNSUPDATE")["metadata"] == []
+    assert update(PRIMARY, zone, challenge, "after", ("acme-dns01", rotated)) == "REFUSED"
+    assert query(PRIMARY, challenge, "TXT") == ['"token-2"']
 
 
 @contextlib.contextmanager
@@ -285,5 +371,6 @@ def test_pdns_modules(pdns_lab, tmp_path):
     wrong_key_is_named(lab)
     absent_removes(lab)
     role_with_secondary(lab)
+    updates_only_with_the_zones_key(lab)
     tls_verified(lab)
     zone_absent(lab)
