@@ -26,8 +26,9 @@ def sso_secrets(spec, kind="store", given=None):
         raise AnsibleFilterError("sso_secrets: kind %r is not one of %s" % (kind, ", ".join(KINDS)))
     apps, users, authentik = spec[0] or [], spec[1] or [], spec[2] or {}
     dns = spec[3] if len(spec) == 4 else None
-    derived = sso_store_secrets(apps, users, authentik, dns) if kind == "store" else sso_kv_secrets(apps, authentik)
-    return merge_by_name(given, derived)
+    if kind == "store":
+        return merge_by_name(given, sso_store_secrets(apps, users, authentik, dns))
+    return merge_by_name(given, sso_kv_secrets(apps, authentik, dns))
 
 
 class FilterModule:

@@ -543,6 +543,19 @@ AUTHENTIK_SECRETS = (("authentik_bootstrap_token", 64, "authentik/bootstrap", "t
                      ("authentik_secret_key", 64, "authentik/secret-key", "secret_key"),
                      ("authentik_postgres_password", 32, "authentik/postgres-password", "password"))
 SSO_CLIENT_SECRET_LENGTH, SSO_PASSWORD_LENGTH, PDNS_API_KEY_LENGTH = 64, 32, 32
+# The TSIG key cert-manager signs its ACME DNS-01 updates with (k8s/platform/cert-manager-acme): a store token of
+# 64 letters and digits is valid base64, so it is the key's secret as it is; Vault holds it for External Secrets.
+ACME_DNS01_TSIG = {"name": "acme_dns01_tsig", "length": 64, "path": "cert-manager/acme-dns01-tsig", "key": "secret"}
+# Domains that are never public (RFC 2606, RFC 6761, RFC 8375 and the usual private suffixes): no ACME for them.
+PRIVATE_DOMAINS = (r"(^|\.)(test|example|invalid|localhost|local|internal|lan|home|corp|home\.arpa"
+                   r"|example\.(com|net|org))$")
+
+
+def acme_enabled(cluster_domain, setting="auto", private_domains=""):
+    """Whether the cluster gets the ACME issuer: setting true/false, or auto - when cluster_domain is public."""
+    if str(setting).lower() != "auto":
+        return str(setting).lower() in ("true", "yes", "on", "1")
+    return re.search(private_domains or PRIVATE_DOMAINS, str(cluster_domain or "").rstrip(".")) is None
 
 
 def sso_store_name(prefix, name):
@@ -601,7 +614,7 @@ def sso_store_secrets(apps, users, authentik, dns=None):
     """The store entries (name, length, type) the spec implies, in a stable order."""
     entries = [(name, length) for name, length, _path, _key in AUTHENTIK_SECRETS] if authentik else []
     if dns:
-        entries.append(("pdns_api_key", PDNS_API_KEY_LENGTH))
+        entries += [("pdns_api_key", PDNS_API_KEY_LENGTH), (ACME_DNS01_TSIG["name"], ACME_DNS01_TSIG["length"])]
     entries += [(sso_store_name("sso_client_secret_", app.get("name")), SSO_CLIENT_SECRET_LENGTH)
                 for app in sso_oidc_apps(apps)]
     entries += [(name, length) for name, length, _path, _key in sso_release_secrets(apps)]
@@ -609,10 +622,12 @@ def sso_store_secrets(apps, users, authentik, dns=None):
     return [{"name": name, "length": length, "type": "token"} for name, length in entries]
 
 
-def sso_kv_secrets(apps, authentik):
-    """The Vault kv entries (name, path, key) of the derived secrets (docs/sso.md)."""
+def sso_kv_secrets(apps, authentik, dns=None):
+    """The Vault kv entries (name, path, key) of the derived secrets (docs/sso.md, docs/dns.md)."""
     entries = [{"name": name, "path": path, "key": key}
                for name, _length, path, key in AUTHENTIK_SECRETS] if authentik else []
+    if dns:
+        entries.append({field: ACME_DNS01_TSIG[field] for field in ("name", "path", "key")})
     entries += [{"name": sso_store_name("sso_client_secret_", app.get("name")),
                  "path": "sso/%s" % app.get("name"), "key": "client_secret"} for app in sso_oidc_apps(apps)]
     return entries + [{"name": name, "path": path, "key": key}

@@ -200,6 +200,7 @@ class TestSiteOnTheLab:
                                     # derived from the spec's authentik, dns, sso_apps and sso_users
                                     "authentik_bootstrap_password.vault.yml", "authentik_secret_key.vault.yml",
                                     "authentik_postgres_password.vault.yml", "pdns_api_key.vault.yml",
+                                    "acme_dns01_tsig.vault.yml",
                                     "sso_client_secret_grafana.vault.yml", "sso_client_secret_vault.vault.yml",
                                     "sso_password_turnkey_admin.vault.yml", "sso_password_turnkey_viewer.vault.yml",
                                     # layer 02: the Vault's keys and the playbook's own Vault login

@@ -19,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from tests.lab.test_lab_pdns import query, require_pdns
+from tests.lab.test_lab_pdns import query, require_pdns, update
 from tests.playbook_runner import copy_inventory, recap, run_playbook
 from tests.store_access import open_store
 
@@ -33,6 +33,8 @@ INGRESS, API_VIP = "127.2.3.2", "127.2.3.1"
 VAULT_CB = "https://vault.lab.turnkey.test/ui/vault/auth/oidc/oidc/callback"
 # The lab's PowerDNS API is plain HTTP on loopback (docs/dns.md#tls); extra records and a proxy app on top.
 OVERLAY = {"set": {
+    # The lab's domain is private, so no ACME by default; on here, for layer 03's side of DNS-01.
+    "platform_tree_acme": True,
     "dns": {"validate_certs": False, "secondary": {"validate_certs": False},
             "records": [{"name": "www", "type": "CNAME", "content": f"grafana.{ZONE}"}]},
     "sso_groups": ["auditors"],
@@ -86,7 +88,7 @@ class World:
         store = self.store()
         return [store.read(name)["data"]["value"] for name in (
             "sso_client_secret_grafana", "sso_client_secret_vault", "sso_password_turnkey_admin",
-            "sso_password_turnkey_viewer") if store.read(name)]
+            "sso_password_turnkey_viewer", "acme_dns01_tsig") if store.read(name)]
 
     def secret(self, name):
         return self.store().read(name)["data"]["value"]
@@ -151,6 +153,21 @@ def first_run_configures_everything(world: World):
         assert query(server, f"{ZONE}.", "NS") == [f"ns1.{ZONE}."]
         assert query(server, f"ns1.{ZONE}.", "A") == ["127.2.3.3"]  # glue
     assert nxdomain(PRIMARY, f"harbor.{ZONE}.")  # disabled: no record
+    # ACME DNS-01: cert-manager's updates, signed with the store's key, from the nodes' network (127.2.0.0/16),
+    # change the zone and reach the secondary; from elsewhere, or unsigned, they are refused.
+    key = ("acme-dns01", world.secret("acme_dns01_tsig"))
+    challenge = f"_acme-challenge.{ZONE}."
+    assert update(PRIMARY, ZONE, challenge, "from-a-node", key, source="127.2.0.50") == "NOERROR"
+    assert update(PRIMARY, ZONE, challenge, "from-elsewhere", key, source="127.0.0.1") == "REFUSED"
+    assert update(PRIMARY, ZONE, challenge, "unsigned", source="127.2.0.50") == "REFUSED"
+    assert query(PRIMARY, challenge, "TXT") == ['"from-a-node"']
+    # The same secret in Vault, where External Secrets syncs it into Secret cert-manager/acme-dns01-tsig.
+    login = world.store().read("vault_playbook_login")["data"]
+    bao = hvac.Client(url=world.bao_url, verify=world.ca, timeout=10)
+    bao.auth.approle.login(role_id=login["role_id"], secret_id=login["secret_id"], mount_point=login["mount"])
+    stored = bao.secrets.kv.v2.read_secret_version(path="cert-manager/acme-dns01-tsig", mount_point="kv",
+                                                   raise_on_deleted_version=True)
+    assert stored["data"]["data"] == {"secret": key[1]}
     # Authentik: every group, the users in theirs, the providers with the store's secrets, the applications.
     names = {group["name"]: group["pk"] for group in world.get("/core/groups/", page_size=100)["results"]}
     for group in ("grafana-admins", "grafana-editors", "grafana-viewers", "vault-admins", "vault-readers",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ NAMES = ("sealed_secrets", "flux_deploy_key", "authentik_bootstrap_token", "talo
 # What the lab spec's authentik, dns, sso_apps and sso_users imply (filter turnkey.cluster.sso_secrets), not listed
 # in secrets_store.tokens: layer 00 generates them too.
 DERIVED = ("authentik_bootstrap_password", "authentik_secret_key", "authentik_postgres_password", "pdns_api_key",
+           "acme_dns01_tsig",
            "sso_client_secret_grafana", "sso_client_secret_vault", "sso_password_turnkey_admin",
            "sso_password_turnkey_viewer")
 # The store on its own: no lab runs here, and with Proxmox nodes layer 00 would also make the Proxmox CSI
@@ -111,7 +113,10 @@ def test_secret_shapes(lab_inventory):
     assert len(token) == 64 and token.isalnum()
     lengths = {name: len(store.read(name)["data"]["value"]) for name in DERIVED}
     assert lengths == {**dict.fromkeys(DERIVED, 32), "authentik_secret_key": 64, "sso_client_secret_grafana": 64,
-                       "sso_client_secret_vault": 64}
+                       "sso_client_secret_vault": 64, "acme_dns01_tsig": 64}
+    # The ACME DNS-01 TSIG secret is used as base64 as it is (docs/dns.md): letters and digits, length a multiple of 4.
+    tsig = store.read("acme_dns01_tsig")["data"]["value"]
+    assert tsig.isalnum() and base64.b64decode(tsig, validate=True)
     assert {record["version"] for record in map(store.read, NAMES + DERIVED)} == {1}
 
 

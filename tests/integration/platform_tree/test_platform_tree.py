@@ -21,6 +21,7 @@ import yaml
 
 from ansible_collections.turnkey.cluster.plugins.filter.sso_secrets import sso_secrets
 from tests.integration.platform_tree.conftest import CSI_SECRET, HCLOUD_TOKEN, RENDERS, Tree, crd_index, recap
+from tests.playbook_runner import REPO
 from tests.tools import built_tools
 
 OPTIONAL = {"proxmox-csi", "hetzner-csi", "vault", "cert-manager-acme"}
@@ -233,9 +234,14 @@ def test_each_store_secret_for_vault_is_synced_into_its_apps_namespace(tree):
     """vault.kv_secrets and the derived authentik/* entries (filter sso_secrets; the sso/<app> ones are the sso-apps
     slot's) -> one ExternalSecret in the namespace its kv path starts with, behind app-secrets."""
     spec = tree.spec()
-    derived = sso_secrets((spec.get("sso_apps"), spec.get("sso_users"), spec.get("authentik")), "kv",
+    derived = sso_secrets((spec.get("sso_apps"), spec.get("sso_users"), spec.get("authentik"), spec.get("dns")), "kv",
                           spec["vault"]["kv_secrets"])
     wanted = [secret for secret in derived if not secret["path"].startswith("sso/")]
+    # ACME DNS-01's TSIG secret lands where the ClusterIssuer acme reads it (docs/dns.md).
+    (issuer,) = documents((REPO / "k8s/platform/cert-manager-acme/clusterissuer.yaml").read_text())
+    reference = issuer["spec"]["acme"]["solvers"][0]["dns01"]["rfc2136"]["tsigSecretSecretRef"]
+    assert {"name": "acme_dns01_tsig", "path": "cert-manager/acme-dns01-tsig", "key": reference["key"]} in wanted
+    assert reference["name"] == "acme-dns01-tsig"
     assert {name for name, _key in AUTHENTIK_SECRETS.values()} <= {s["name"].replace("_", "-") for s in wanted}
     folder = tree.dest / "platform" / "app-secrets"
     synced = [doc for doc in documents(kubectl_kustomize(folder)) if doc["kind"] == "ExternalSecret"]

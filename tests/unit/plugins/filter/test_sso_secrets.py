@@ -28,13 +28,15 @@ def test_store_entries_follow_the_spec():
     entries = sso_secrets((APPS, USERS, AUTHENTIK, DNS), "store")
     # Enabled OIDC apps only (not the proxy app, not the disabled one); '-' becomes '_'.
     assert names(entries) == AUTHENTIK_STORE + [
-        "pdns_api_key", "sso_client_secret_grafana", "sso_client_secret_my_wiki", "sso_password_turnkey_admin",
-        "sso_password_viewer"]
+        "pdns_api_key", "acme_dns01_tsig", "sso_client_secret_grafana", "sso_client_secret_my_wiki",
+        "sso_password_turnkey_admin", "sso_password_viewer"]
     assert {entry["type"] for entry in entries} == {"token"}
     lengths = {entry["name"]: entry["length"] for entry in entries}
     assert lengths["authentik_bootstrap_token"] == 64 and lengths["authentik_secret_key"] == 64
     assert lengths["sso_client_secret_grafana"] == 64 and lengths["sso_password_viewer"] == 32
     assert lengths["pdns_api_key"] == 32 and lengths["authentik_postgres_password"] == 32
+    # The ACME DNS-01 TSIG secret: 64 letters and digits, valid base64 as it is.
+    assert lengths["acme_dns01_tsig"] == 64
 
 
 def test_without_authentik_or_dns_none_of_their_secrets():
@@ -62,6 +64,13 @@ def test_kv_entries_follow_the_contract_table():
         {"name": "authentik_postgres_password", "path": "authentik/postgres-password", "key": "password"},
         {"name": "sso_client_secret_grafana", "path": "sso/grafana", "key": "client_secret"},
         {"name": "sso_client_secret_my_wiki", "path": "sso/my-wiki", "key": "client_secret"}]
+
+
+def test_with_dns_vault_holds_the_acme_tsig_secret_for_cert_manager():
+    """The DNS-01 solver's key: kv cert-manager/acme-dns01-tsig, synced into Secret cert-manager/acme-dns01-tsig."""
+    entries = sso_secrets(([], [], {}, DNS), "kv")
+    assert entries == [{"name": "acme_dns01_tsig", "path": "cert-manager/acme-dns01-tsig", "key": "secret"}]
+    assert sso_secrets(([], [], {}, {}), "kv") == []
 
 
 def test_a_shipped_release_gets_its_own_secrets_unless_the_app_runs_elsewhere():
