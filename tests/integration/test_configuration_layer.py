@@ -9,7 +9,7 @@ One test made of steps, in order: each step starts from what the previous one le
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import dns.message
 import dns.query
@@ -227,6 +227,26 @@ def vault_login(world: World, username):
     return callback["auth"]
 
 
+def a_client_asking_offline_access_gets_a_refresh_token(world: World):
+    """Harbor asks for offline_access to keep a user's CLI secret valid past the ID token (docs/sso.md): Authentik
+    grants a scope only when the provider maps it, so each provider carries the managed offline_access mapping, and
+    the authorization-code flow with that scope returns a refresh token that a refresh grant accepts."""
+    callback = OVERLAY["set"]["sso_apps"][0]["redirect_uris"][0]
+    client = {"client_id": "grafana", "client_secret": world.secret("sso_client_secret_grafana")}
+    authorize = f"{BASE}/application/o/authorize/?" + urlencode({
+        "client_id": "grafana", "response_type": "code", "redirect_uri": callback, "state": "offline",
+        "scope": "openid groups offline_access"})
+    answer = Browser(world.ca).login(authorize, "turnkey-viewer", world.secret("sso_password_turnkey_viewer"))
+    assert answer.status_code == 302 and answer.headers["Location"].startswith(callback + "?"), answer.text
+    code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
+    tokens = requests.post(f"{BASE}/application/o/token/", verify=world.ca, timeout=10, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": callback, **client}).json()
+    assert "offline_access" in tokens.get("scope", "").split() and tokens.get("refresh_token"), tokens
+    refreshed = requests.post(f"{BASE}/application/o/token/", verify=world.ca, timeout=10, data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], **client})
+    assert refreshed.status_code == 200 and refreshed.json()["access_token"], refreshed.text
+
+
 def vault_ui_logs_in_through_authentik(world: World):
     admin = vault_login(world, "turnkey-admin")
     assert "turnkey-sso-admin" in admin["identity_policies"], admin
@@ -348,6 +368,7 @@ def test_configuration_layer(make_lab, tmp_path, monkeypatch):
     prepare(world)
     first_run_configures_everything(world)
     vault_ui_logs_in_through_authentik(world)
+    a_client_asking_offline_access_gets_a_refresh_token(world)
     rerun_and_check_change_nothing(world)
     one_moved_redirect_uri_changes_only_its_provider_and_role(world)
     apps_switched_off_are_removed_and_come_back(world)
