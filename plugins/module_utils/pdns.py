@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 
-from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.urllib.parse import quote
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
@@ -26,6 +26,20 @@ def connection_args():
         validate_certs=dict(type="bool", default=True),
         timeout=dict(type="int", default=30),
     )
+
+
+def present_or_absent_module(options, required=None, empty_hint=None):
+    """The AnsibleModule of a pdns_* module with O(state) present/absent: the connection options, `options`, check
+    mode; with state=present the option `required` must be given, and not be empty when `empty_hint` says what to
+    give instead."""
+    argument_spec = connection_args()
+    argument_spec.update(options)
+    argument_spec["state"] = dict(type="str", choices=["present", "absent"], default="present")
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_if=[("state", "present", [required])] if required else [])
+    if empty_hint and module.params["state"] == "present" and not module.params[required]:
+        module.fail_json(msg="%s is empty: %s" % (required, empty_hint))
+    return module
 
 
 class PdnsError(Exception):

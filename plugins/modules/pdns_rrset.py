@@ -110,8 +110,6 @@ serial:
   type: int
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.turnkey.cluster.plugins.module_utils import pdns as pdns_lib
 
 
@@ -167,19 +165,13 @@ def ensure(module):
 
 
 def main():
-    argument_spec = pdns_lib.connection_args()
-    argument_spec.update(
+    module = pdns_lib.present_or_absent_module(dict(
         zone=dict(type="str", required=True),
         name=dict(type="str", required=True),
         type=dict(type="str", required=True),
         records=dict(type="list", elements="str"),
         ttl=dict(type="int", default=3600),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[("state", "present", ["records"])])
-    if module.params["state"] == "present" and not module.params["records"]:
-        module.fail_json(msg="records is empty: give at least one record, or state=absent to remove the rrset")
+    ), "records", "give at least one record, or state=absent to remove the rrset")
     pdns_lib.run(module, ensure)
 
 

@@ -89,8 +89,6 @@ operation:
 import base64
 import binascii
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.turnkey.cluster.plugins.module_utils import pdns as pdns_lib
 
 
@@ -142,16 +140,12 @@ def ensure(module):
 
 
 def main():
-    argument_spec = pdns_lib.connection_args()
-    argument_spec.update(
+    module = pdns_lib.present_or_absent_module(dict(
         name=dict(type="str", required=True),
         algorithm=dict(type="str", default="hmac-sha256",
                        choices=["hmac-md5", "hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512"]),
         secret=dict(type="str", no_log=True),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[("state", "present", ["secret"])])
+    ), "secret")
     if module.params["state"] == "present" and not decoded(module.params["secret"] or ""):
         module.fail_json(msg="secret is not base64 (or is empty): give the key's secret as tsig-keygen prints it")
     pdns_lib.run(module, ensure)

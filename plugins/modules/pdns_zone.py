@@ -115,8 +115,6 @@ serial:
   type: int
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.turnkey.cluster.plugins.module_utils import pdns as pdns_lib
 
 
@@ -203,8 +201,7 @@ def apply(client, params, name, action, before, after):
 
 
 def main():
-    argument_spec = pdns_lib.connection_args()
-    argument_spec.update(
+    module = pdns_lib.present_or_absent_module(dict(
         name=dict(type="str", required=True),
         kind=dict(type="str", choices=["Native", "Master", "Slave"], default="Native"),
         nameservers=dict(type="list", elements="str"),
@@ -213,9 +210,7 @@ def main():
         soa_edit_api=dict(type="str", default="DEFAULT"),
         soa_edit=dict(type="str"),
         retrieve=dict(type="bool", default=True),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    ))
     validate(module)
     pdns_lib.run(module, ensure)
 

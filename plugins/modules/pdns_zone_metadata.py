@@ -85,8 +85,6 @@ operation:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.turnkey.cluster.plugins.module_utils import pdns as pdns_lib
 
 
@@ -115,17 +113,11 @@ def ensure(module):
 
 
 def main():
-    argument_spec = pdns_lib.connection_args()
-    argument_spec.update(
+    module = pdns_lib.present_or_absent_module(dict(
         zone=dict(type="str", required=True),
         kind=dict(type="str", required=True),
         values=dict(type="list", elements="str"),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[("state", "present", ["values"])])
-    if module.params["state"] == "present" and not module.params["values"]:
-        module.fail_json(msg="values is empty: give at least one value, or state=absent to unset the kind")
+    ), "values", "give at least one value, or state=absent to unset the kind")
     pdns_lib.run(module, ensure)
 
 
