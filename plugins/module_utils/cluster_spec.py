@@ -546,6 +546,9 @@ SSO_CLIENT_SECRET_LENGTH, SSO_PASSWORD_LENGTH, PDNS_API_KEY_LENGTH = 64, 32, 32
 # The TSIG key cert-manager signs its ACME DNS-01 updates with (k8s/platform/cert-manager-acme): a store token of
 # 64 letters and digits is valid base64, so it is the key's secret as it is; Vault holds it for External Secrets.
 ACME_DNS01_TSIG = {"name": "acme_dns01_tsig", "length": 64, "path": "cert-manager/acme-dns01-tsig", "key": "secret"}
+# The PowerDNS the tree deploys with dns.deploy in_cluster reads its API key from Vault (docs/dns.md).
+PDNS_API_KEY_KV = {"name": "pdns_api_key", "path": "dns/powerdns", "key": "api_key"}
+DNS_DEPLOYS = ("external", "in_cluster")
 # Domains that are never public (RFC 2606, RFC 6761, RFC 8375 and the usual private suffixes): no ACME for them.
 PRIVATE_DOMAINS = (r"(^|\.)(test|example|invalid|localhost|local|internal|lan|home|corp|home\.arpa"
                    r"|example\.(com|net|org))$")
@@ -582,6 +585,11 @@ SSO_RELEASE_SECRETS = {"harbor": (("admin_password", 32), ("secret_key", 16)),
                        "synapse": (("postgres_password", 32), ("redis_password", 32))}
 # The path a shipped release's app calls back to after the login; the app fixes it, so the provider must allow it.
 SSO_RELEASE_CALLBACKS = {"harbor": "/c/oidc/callback", "synapse": "/_synapse/client/oidc/callback"}
+
+
+def dns_in_cluster(dns):
+    """Whether the GitOps tree deploys the cluster's PowerDNS (dns.deploy in_cluster) rather than using one outside."""
+    return bool(dns) and dns.get("deploy", "external") == "in_cluster"
 
 
 def sso_vault_app(apps):
@@ -628,6 +636,8 @@ def sso_kv_secrets(apps, authentik, dns=None):
                for name, _length, path, key in AUTHENTIK_SECRETS] if authentik else []
     if dns:
         entries.append({field: ACME_DNS01_TSIG[field] for field in ("name", "path", "key")})
+    if dns_in_cluster(dns):
+        entries.append(dict(PDNS_API_KEY_KV))
     entries += [{"name": sso_store_name("sso_client_secret_", app.get("name")),
                  "path": "sso/%s" % app.get("name"), "key": "client_secret"} for app in sso_oidc_apps(apps)]
     return entries + [{"name": name, "path": path, "key": key}
@@ -747,6 +757,25 @@ def check_sso(errors, spec):
                    "write it like https://auth.example.com; logins and tokens never travel in clear")
 
 
+def _check_dns_in_cluster(errors, spec, dns):
+    """dns.deploy is known; a PowerDNS the tree deploys takes the `dns` pool's address, and its API answers only
+    the networks api_allow_from names."""
+    deploy = dns.get("deploy", "external")
+    if deploy not in DNS_DEPLOYS:
+        errors.add("dns.deploy", "%r is not one of %s" % (deploy, ", ".join(DNS_DEPLOYS)),
+                   "use in_cluster (the GitOps tree deploys PowerDNS) or external (an existing PowerDNS)")
+        return
+    for index, cidr in enumerate(dns.get("api_allow_from") or []):
+        if _network(str(cidr)) is None:
+            errors.add("dns.api_allow_from[%d]" % index, "%r is not a network" % (cidr,),
+                       "write it like 10.2.0.0/16 (host bits zero)")
+    pools = (spec.get("cluster_network") or {}).get("lb_pools") or []
+    if deploy == "in_cluster" and not any(pool.get("name") == "dns" for pool in pools):
+        errors.add("dns.deploy", "in_cluster needs a load-balancer pool named dns for PowerDNS' address, and "
+                   "cluster_network.lb_pools has none", "add {name: dns, addresses: <one free address>} to "
+                   "cluster_network.lb_pools, or use deploy external")
+
+
 def check_dns(errors, spec):
     """The zone holds every host the spec names; a secondary is fully described. Its API key must be named; an
     empty value (the lab's, read from a running lab) is refused by role dns_zone when layer 03 uses it."""
@@ -767,6 +796,7 @@ def check_dns(errors, spec):
         if host and _address(host) is None and host != zone and not host.endswith("." + zone):
             errors.add(field, "the host %s is not inside the zone %s" % (host, zone),
                        "use a host name under %s, or set dns.zone to the domain that holds it" % zone)
+    _check_dns_in_cluster(errors, spec, dns)
     secondary = dns.get("secondary") or {}
     if secondary:
         for key in ("api_url", "api_key", "masters"):

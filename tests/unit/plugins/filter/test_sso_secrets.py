@@ -73,6 +73,15 @@ def test_with_dns_vault_holds_the_acme_tsig_secret_for_cert_manager():
     assert sso_secrets(([], [], {}, {}), "kv") == []
 
 
+def test_with_powerdns_in_the_cluster_vault_holds_its_api_key_for_the_tree():
+    """dns.deploy in_cluster: the tree's PowerDNS reads the store's pdns_api_key from kv dns/powerdns; a PowerDNS
+    outside the cluster (the default) has its key only in the store, for layer 03."""
+    entries = sso_secrets(([], [], {}, {**DNS, "deploy": "in_cluster"}), "kv")
+    assert entries == [{"name": "acme_dns01_tsig", "path": "cert-manager/acme-dns01-tsig", "key": "secret"},
+                       {"name": "pdns_api_key", "path": "dns/powerdns", "key": "api_key"}]
+    assert "pdns_api_key" not in names(sso_secrets(([], [], {}, {**DNS, "deploy": "external"}), "kv"))
+
+
 def test_a_shipped_release_gets_its_own_secrets_unless_the_app_runs_elsewhere():
     """Harbor's release reads its admin's initial password and its 16-character secret key from the store,
     Synapse's its database and Redis passwords; none with release: false or for a disabled app."""

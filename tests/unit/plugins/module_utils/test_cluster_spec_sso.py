@@ -135,7 +135,23 @@ CASES = {
     "secondary master not an address": (lambda spec: spec["dns"]["secondary"].update(masters=["ns1.example.com"]), [
         "dns.secondary.masters[0]: 'ns1.example.com' is not an IP address. Fix: list the primary's addresses "
         "(with :port when not 53) the secondary transfers the zone from."]),
+    "dns deploy unknown": (lambda spec: spec["dns"].update(deploy="helm"), [
+        "dns.deploy: 'helm' is not one of external, in_cluster. Fix: use in_cluster (the GitOps tree deploys "
+        "PowerDNS) or external (an existing PowerDNS)."]),
+    "dns in the cluster without a dns pool": (lambda spec: spec["dns"].update(deploy="in_cluster"), [
+        "dns.deploy: in_cluster needs a load-balancer pool named dns for PowerDNS' address, and "
+        "cluster_network.lb_pools has none. Fix: add {name: dns, addresses: <one free address>} to "
+        "cluster_network.lb_pools, or use deploy external."]),
+    "dns api_allow_from not a network": (lambda spec: spec["dns"].update(api_allow_from=["10.2.0.1/16"]), [
+        "dns.api_allow_from[0]: '10.2.0.1/16' is not a network. Fix: write it like 10.2.0.0/16 (host bits zero)."]),
 }
+
+
+def test_powerdns_in_the_cluster_with_a_dns_pool_passes():
+    def change(spec):
+        spec["dns"].update(deploy="in_cluster", api_allow_from=["10.2.0.0/16", "2001:db8::/64"])
+        spec["cluster_network"] = {"lb_pools": [{"name": "dns", "addresses": "10.2.3.3"}]}
+    assert errors_of(change) == []
 
 
 @pytest.mark.parametrize("case", CASES)
