@@ -7,13 +7,22 @@ rerun or --check changes nothing while a spec change changes exactly its object.
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
 
+import dns.message
+import dns.query
+import dns.rcode
+import dns.update
+import dns.xfr
+import dns.zone
 import jmespath
 import jsonschema
 import pytest
@@ -21,6 +30,8 @@ import yaml
 
 from ansible_collections.turnkey.cluster.plugins.filter.sso_secrets import sso_secrets
 from tests.integration.platform_tree.conftest import CSI_SECRET, HCLOUD_TOKEN, RENDERS, Tree, crd_index, recap
+from tests.lab.conftest import wait_for
+from tests.lab.test_lab_pdns import PDNS_SERVER, SCHEMA, require_pdns
 from tests.playbook_runner import REPO
 from tests.tools import built_tools
 
@@ -198,7 +209,8 @@ def test_every_custom_resource_validates_against_its_official_crd(tree):
     for folder in sorted({path.parent for path in tree.dest.rglob("kustomization.yaml")}):
         for doc in documents(tree.substituted(kubectl_kustomize(folder))):
             group, version = doc["apiVersion"].rpartition("/")[::2]
-            if group in ("", "rbac.authorization.k8s.io", "storage.k8s.io", "kustomize.config.k8s.io"):
+            # Kubernetes' own kinds: the API server's validation in test_server_dry_run.py.
+            if group in ("", "apps", "rbac.authorization.k8s.io", "storage.k8s.io", "kustomize.config.k8s.io"):
                 continue
             schema = index.get((group, version, doc["kind"]))
             assert schema is not None, "no official CRD serves %s %s" % (doc["apiVersion"], doc["kind"])
@@ -236,7 +248,9 @@ def test_each_store_secret_for_vault_is_synced_into_its_apps_namespace(tree):
     spec = tree.spec()
     derived = sso_secrets((spec.get("sso_apps"), spec.get("sso_users"), spec.get("authentik"), spec.get("dns")), "kv",
                           spec["vault"]["kv_secrets"])
-    wanted = [secret for secret in derived if not secret["path"].startswith("sso/")]
+    # PowerDNS' API key goes beside PowerDNS, as its config file (test_powerdns_in_the_cluster_...).
+    wanted = [secret for secret in derived
+              if not secret["path"].startswith("sso/") and secret["name"] != "pdns_api_key"]
     # ACME DNS-01's TSIG secret lands where the ClusterIssuer acme reads it (docs/dns.md).
     (issuer,) = documents((REPO / "k8s/platform/cert-manager-acme/clusterissuer.yaml").read_text())
     reference = issuer["spec"]["acme"]["solvers"][0]["dns01"]["rfc2136"]["tsigSecretSecretRef"]
@@ -257,6 +271,139 @@ def test_each_store_secret_for_vault_is_synced_into_its_apps_namespace(tree):
     found = kustomizations(tree)
     assert {d["name"] for d in found["app-secrets"]["spec"]["dependsOn"]} == {"namespaces", "external-secrets-store"}
     assert "app-secrets" in {d["name"] for d in found["authentik"]["spec"]["dependsOn"]}
+
+
+def test_powerdns_in_the_cluster_takes_the_dns_pool_its_key_from_vault_and_its_api_tls_from_the_cluster_ca(tree):
+    """dns.deploy in_cluster (the example): apps/dns holds PowerDNS, its API key synced from kv/dns/powerdns into a
+    config file (never an environment variable, which the image's start script prints), DNS on 53 of the dns pool's
+    address, the API only through the TLS front on 8443 and only from api_allow_from. external (the lab): empty."""
+    spec = tree.spec()
+    built = documents(kubectl_kustomize(tree.dest / "apps" / "dns"))
+    if spec["dns"].get("deploy", "external") != "in_cluster":
+        assert built == []
+        return
+    objects = {(doc["kind"], doc["metadata"]["name"]): doc for doc in built}
+    assert set(objects) == {("ExternalSecret", "powerdns-api"), ("Certificate", "powerdns-api-tls"),
+                            ("ConfigMap", "powerdns-config"), ("StatefulSet", "powerdns"), ("Service", "powerdns"),
+                            ("Service", "powerdns-api")}
+    assert {doc["metadata"]["namespace"] for doc in built} == {"dns"}
+    address = next(pool["addresses"] for pool in spec["cluster_network"]["lb_pools"] if pool["name"] == "dns")
+    secondaries = [server["address"] for server in spec["dns"]["nameservers"] if server["address"] != address]
+    # The key: the store's pdns_api_key from Vault, as PowerDNS' api.conf.
+    synced = objects[("ExternalSecret", "powerdns-api")]["spec"]
+    assert synced["data"] == [{"secretKey": "api_key", "remoteRef": {"key": "dns/powerdns", "property": "api_key"}}]
+    assert synced["target"]["template"]["data"] == {"api.conf": "api-key={{ .api_key }}\n"}
+    pod = objects[("StatefulSet", "powerdns")]["spec"]["template"]["spec"]
+    containers = {container["name"]: container for container in pod["containers"] + pod["initContainers"]}
+    assert set(containers) == {"pdns", "api-tls", "schema"}
+    for container in containers.values():
+        assert "env" not in container and "envFrom" not in container
+        assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                                "capabilities": {"drop": ["ALL"]}}
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+    mounts = {mount["mountPath"]: mount["name"] for mount in containers["pdns"]["volumeMounts"]}
+    sources = next(volume["projected"]["sources"] for volume in pod["volumes"] if volume["name"] == mounts[
+        "/etc/powerdns/pdns.d"])
+    assert sources == [{"configMap": {"name": "powerdns-config"}}, {"secret": {"name": "powerdns-api"}}]
+    # PowerDNS' settings: 5353 inside (no privilege to bind 53), its plain-HTTP API on loopback for the TLS front,
+    # updates only as a zone's metadata allows, transfers and NOTIFYs to the secondaries only.
+    config = objects[("ConfigMap", "powerdns-config")]["data"]["turnkey.conf"]
+    settings = dict(line.split("=", 1) for line in config.splitlines() if line and not line.startswith("#"))
+    assert settings["local-port"] == "5353" and settings["primary"] == "yes"
+    assert (settings["webserver-address"], settings["webserver-allow-from"]) == ("127.0.0.1", "127.0.0.1/32")
+    assert (settings["dnsupdate"], settings["allow-dnsupdate-from"]) == ("yes", "")
+    assert settings["allow-axfr-ips"] == settings["also-notify"] == ",".join(secondaries)
+    assert "api-key" not in config
+    front = containers["api-tls"]["args"]
+    assert "--target=127.0.0.1:8081" in front and "--cert=/tls/tls.crt" in front
+    # The Services: one address, DNS for everyone, the API for api_allow_from; client addresses kept (Local).
+    ports = {(port["name"], port.get("protocol", "TCP")): (container, port["containerPort"])
+             for container in ("pdns", "api-tls") for port in containers[container]["ports"]}
+    dns_service, api_service = objects[("Service", "powerdns")], objects[("Service", "powerdns-api")]
+    for service in (dns_service, api_service):
+        assert service["spec"]["type"] == "LoadBalancer" and service["spec"]["externalTrafficPolicy"] == "Local"
+        assert service["metadata"]["labels"]["lb.turnkey.cluster/pool"] == "dns"
+        assert service["metadata"]["annotations"] == {"lbipam.cilium.io/ips": address,
+                                                      "lbipam.cilium.io/sharing-key": "powerdns"}
+    assert {(port["port"], ports[(port["targetPort"], port["protocol"])]) for port in dns_service["spec"]["ports"]} \
+        == {(53, ("pdns", 5353))}
+    assert [(port["port"], ports[(port["targetPort"], port["protocol"])]) for port in api_service["spec"]["ports"]] \
+        == [(8443, ("api-tls", 8443))]
+    assert api_service["spec"]["loadBalancerSourceRanges"] == [spec["cluster_network"]["cidr"]]
+    assert "loadBalancerSourceRanges" not in dns_service["spec"]
+    certificate = objects[("Certificate", "powerdns-api-tls")]["spec"]
+    assert certificate["ipAddresses"] == [address] and certificate["issuerRef"]["name"] == "cluster-ca"
+    claim = objects[("StatefulSet", "powerdns")]["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert claim["storageClassName"] == "${retained_storage_class}"
+    assert spec["dns"]["api_url"] == "https://%s:8443" % address  # where layer 03 reaches it
+    assert {"cert-manager-issuers", "external-secrets-store", "cilium-lb"} <= {
+        entry["name"] for entry in kustomizations(tree)["dns"]["spec"]["dependsOn"]}
+
+
+POWERDNS_NET = "127.130"  # this test's loopback addresses (tests/integration/platform_tree)
+
+
+def test_the_real_powerdns_serves_with_the_rendered_config(tree, tmp_path):
+    """PowerDNS itself (Debian's pdns_server, the lab's) runs on the tree's turnkey.conf and the api.conf External
+    Secrets makes from the synced key, beside the image's own pdns.conf. Its API takes the key, only from the pod's
+    loopback (the TLS front); DNS answers on 5353; an unsigned update and a transfer to anyone but the secondaries
+    are refused. Only the listening address is the test's (pods have their own; this host is shared)."""
+    if tree.spec()["dns"].get("deploy", "external") != "in_cluster":
+        assert not (tree.dest / "apps" / "dns" / "powerdns.yaml").exists()  # the lab's PowerDNS is its component
+        return
+    require_pdns()
+    objects = {(doc["kind"], doc["metadata"]["name"]): doc for doc in documents(kubectl_kustomize(
+        tree.dest / "apps" / "dns"))}
+    key = "turnkey-test-api-key-5f0c"
+    template = objects[("ExternalSecret", "powerdns-api")]["spec"]["target"]["template"]["data"]["api.conf"]
+    conf_d = tmp_path / "pdns.d"
+    conf_d.mkdir()
+    (conf_d / "turnkey.conf").write_text(objects[("ConfigMap", "powerdns-config")]["data"]["turnkey.conf"])
+    (conf_d / "api.conf").write_text(template.replace("{{ .api_key }}", key))
+    database = tmp_path / "pdns.sqlite3"
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        db.executescript(Path(SCHEMA).read_text())
+    address = POWERDNS_NET + ".0.1"
+    # The image's pdns.conf and start arguments, then what differs on a shared host: the addresses and the socket.
+    (tmp_path / "pdns.conf").write_text("\n".join([
+        "launch=gsqlite3", "gsqlite3-dnssec", f"gsqlite3-database={database}", f"include-dir={conf_d}",
+        "daemon=no", "guardian=no", "disable-syslog=yes", "security-poll-suffix=", ""]))
+    (conf_d / "zz-test-host.conf").write_text(
+        f"local-address={address}\nwebserver-address={address}\nsocket-dir={tmp_path}\n")
+    server = subprocess.Popen([PDNS_SERVER, f"--config-dir={tmp_path}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: _api_status(address, key) == 200, 30)
+        assert _api_status(address, "wrong") == 401
+        # Only the pod's loopback may use the API: a connection from another address gets no answer.
+        assert _api_status(address, key, source=POWERDNS_NET + ".0.2") is None
+        zone = "tree-dns.test."
+        assert _api_status(address, key, "POST", "/zones", {
+            "name": zone, "kind": "Native", "nameservers": ["ns1." + zone]}) == 201
+        answer = dns.query.udp(dns.message.make_query(zone, "SOA"), address, port=5353, timeout=5)
+        assert answer.rcode() == dns.rcode.NOERROR and answer.answer
+        update = dns.update.UpdateMessage(zone)
+        update.replace("_acme-challenge." + zone, 60, "TXT", '"unsigned"')
+        assert dns.query.tcp(update, address, port=5353, timeout=5).rcode() == dns.rcode.REFUSED
+        with pytest.raises(dns.xfr.TransferError):
+            dns.zone.from_xfr(dns.query.xfr(address, zone, port=5353, timeout=5))
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert key not in output
+
+
+def _api_status(address, key, method="GET", path="", body=None, source="127.0.0.1"):
+    """The HTTP status of one API call from source (the pod's loopback by default); None when no answer came."""
+    connection = http.client.HTTPConnection(address, 8081, timeout=5, source_address=(source, 0))
+    try:
+        connection.request(method, "/api/v1/servers/localhost" + path, body=json.dumps(body) if body else None,
+                           headers={"X-API-Key": key, "Content-Type": "application/json"})
+        return connection.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
 
 
 # Authentik's secrets (layer 03 contract): the env the chart's server and worker read -> the Secret External Secrets
