@@ -5,11 +5,7 @@ never argv. One test made of steps, in order: each step starts from what the pre
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import secrets
-import ssl
-import threading
 import time
 
 import pytest
@@ -19,6 +15,7 @@ import yaml
 from tests.lab import test_lab_pdns
 from tests.lab.test_lab_pdns import PRIMARY, SECONDARY, query, serial, update
 from tests.playbook_runner import local_inventory, run_playbook, task_results
+from tests.tls_front import tls_front
 
 pytestmark = [pytest.mark.lab, pytest.mark.toolfree]
 # The lab test's fixture: the lab's PowerDNS primary and secondary on its net, one test at a time there.
@@ -301,7 +298,6 @@ def updates_only_with_the_zones_key(lab: Lab):
     assert query(PRIMARY, challenge, "TXT") == ['"token-2"']
 
 
-@contextlib.contextmanager
 def tls_proxy(lab: Lab, port: int = 8443):
     """PowerDNS behind a TLS proxy, as a real deployment runs it: HTTPS on <primary>:8443 with a certificate
     from the lab's CA, each request passed to the primary's plain-HTTP API."""
@@ -309,34 +305,7 @@ def tls_proxy(lab: Lab, port: int = 8443):
     from turnkey_lab.state import Lab as LabState  # noqa: PLC0415
 
     cert, key = pki.ensure_server_cert(LabState.at(lab.handle.root, lab.handle.net), "pdns-tls-proxy", PRIMARY)
-
-    class Forward(http.server.BaseHTTPRequestHandler):
-        def forward(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
-            answer = requests.request(self.command, PRIMARY_API + self.path, data=body, timeout=30, headers={
-                name: self.headers[name] for name in ("X-API-Key", "Content-Type") if self.headers.get(name)})
-            self.send_response(answer.status_code)
-            self.send_header("Content-Type", answer.headers.get("Content-Type", "text/plain"))
-            self.send_header("Content-Length", str(len(answer.content)))
-            self.end_headers()
-            self.wfile.write(answer.content)
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = forward
-
-        def log_message(self, *_args):
-            pass
-
-    server = http.server.ThreadingHTTPServer((PRIMARY, port), Forward)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://{PRIMARY}:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return tls_front(PRIMARY, port, cert, key, PRIMARY_API)
 
 
 def tls_verified(lab: Lab):
