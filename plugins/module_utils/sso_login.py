@@ -60,11 +60,16 @@ def browser_step(step):
 
 
 def page_changed(exc):
-    """Whether a browser error only means the page changed under the driver: an element found before a
-    navigation or a re-render (single-page apps render their forms again) is gone."""
-    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    """Whether a browser error only means the page changed under the driver, or is not ready yet: an element found
+    before a navigation or a re-render (single-page apps render their forms again) is gone, or one found while its
+    stage still loads cannot be typed into yet (hidden, as a flow executor keeps it until it has rendered)."""
+    from selenium.common.exceptions import (
+        ElementNotInteractableException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
 
-    return isinstance(exc, StaleElementReferenceException) or (
+    return isinstance(exc, (StaleElementReferenceException, ElementNotInteractableException)) or (
         isinstance(exc, WebDriverException) and "does not belong to the document" in (exc.msg or ""))
 
 

@@ -2,7 +2,9 @@
 (and a test posting with requests) can find: #login-form with inputs uid_field/password and
 #login-submit; #consent-form with #consent-accept. A stage page renders its stage again shortly after it
 loads, as Authentik's flow executor (a single-page app) renders the stage it fetched: an element a browser
-driver found before that is gone (stale), and what was typed into it is lost."""
+driver found before that is gone (stale), and what was typed into it is lost. Until then the stage is there but
+hidden, as the executor's stage is while it loads: an element found that early cannot be typed into or clicked
+("element not interactable")."""
 
 from __future__ import annotations
 
@@ -12,21 +14,22 @@ from ..base import Response
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
-<body><main id="flow" data-flow="{flow}"><h1>{title}</h1>
+<body><main id="flow" data-flow="{flow}"{hidden}><h1>{title}</h1>
 {content}
 </main>{script}</body></html>
 """
 
-# The flow executor's second render, 150 ms after load: the same markup, new elements, typed values gone.
+# The flow executor's second render, 150 ms after load: the same markup, new elements, typed values gone, and the
+# stage shown (hidden while it loaded).
 _RERENDER = """<script>setTimeout(function () {
-  var stage = document.getElementById("flow"); stage.innerHTML = stage.innerHTML;
+  var stage = document.getElementById("flow"); stage.innerHTML = stage.innerHTML; stage.style.visibility = "visible";
 }, 150);</script>"""
 
 
 def page(title: str, content: str, flow: str = "", status: int = 200, headers: dict | None = None,
          stage: bool = False) -> Response:
     body = _PAGE.format(title=escape(title), content=content, flow=escape(flow),
-                        script=_RERENDER if stage else "")
+                        hidden=' style="visibility: hidden"' if stage else "", script=_RERENDER if stage else "")
     return Response(status, body.encode(), "text/html; charset=utf-8", headers or {})
 
 
