@@ -21,6 +21,8 @@ pytestmark = pytest.mark.toolfree  # needs none of the Go tools (runs while they
 
 LAYERS = [("00", "persistent_auth"), ("01", "infrastructure"), ("02", "services"), ("03", "configuration")]
 VERIFY = "verify"
+# The step tag of every play that needs the Talos nodes or the cluster on them (docs/layers.md).
+NEEDS_CLUSTER = "needs_cluster"
 EXPECTED = {
     None: {"00", "01", "02", "03", VERIFY},
     "persistent_auth": {"00"},
@@ -98,7 +100,7 @@ def test_verify_carries_its_tag_and_every_start_from_tag():
         if play["name"].startswith("Validate"):
             assert tags == {"always"}
         else:
-            assert tags == {VERIFY} | START_FROM, play["name"]
+            assert tags == {VERIFY, NEEDS_CLUSTER} | START_FROM, play["name"]
 
 
 def test_every_layer_play_carries_its_layer_and_start_from_tags():
@@ -115,6 +117,19 @@ def test_every_layer_play_carries_its_layer_and_start_from_tags():
                 extra = tags - layer_tags(number)
                 assert layer_tags(number) <= tags, (path, play["name"])
                 assert not extra & ({name for _n, name in LAYERS} | START_FROM), (path, play["name"])
+
+
+def test_exactly_the_plays_that_need_the_cluster_carry_needs_cluster():
+    """`--skip-tags needs_cluster` builds the machines and their configs and stops there (labs without the Talos node
+    twin, the bench): layer 01's Talos cluster plays, and every play of layers 02, 03 and verify."""
+    for path in sorted((REPO / "playbooks").glob("*.yml")):
+        for play in yaml.safe_load(path.read_text()) or []:
+            tags = set(play.get("tags", []))
+            if "always" in tags:
+                assert NEEDS_CLUSTER not in tags, (path, play["name"])
+                continue
+            wanted = path.stem.startswith(("02", "03", "verify")) or "talos_cluster" in tags
+            assert (NEEDS_CLUSTER in tags) == wanted, (path, play["name"])
 
 
 def test_start_from_semantics_with_all_four_layers(tmp_path):
