@@ -87,10 +87,12 @@ lint: venv
 sanity: venv
 	bash tests/sanity/run.sh
 
-# Unit, integration (real ansible-playbook runs), lab (real OpenBao) and end-to-end tests. The slowest 40 are
-# listed at the end: where CI's time goes (docs/testing.md).
+# Unit, integration (real ansible-playbook runs), lab (real OpenBao) and end-to-end tests, on three workers: on
+# two cores two workers left the processors idle while tests waited on labs. The slowest 40 are listed at the end:
+# where CI's time goes (docs/testing.md).
+PYTEST_WORKERS ?= 3
 pytest: venv
-	pytest -n 2 --durations=40 tests
+	pytest -n $(PYTEST_WORKERS) --durations=40 tests
 
 # One scenario per role, each converge -> idempotence -> verify on the controller. The scenarios that call
 # APIs share ONE lab (every twin, the Talos node twin included) on its own net and state folder, started
