@@ -41,6 +41,14 @@ def history(found, kubeconfig, after=0):
     return [status for number, status in sorted(revisions(found, kubeconfig).items()) if number > after]
 
 
+def deployed_revision(found, kubeconfig, cilium):
+    """The number of the release's deployed revision, installing it first when the module's earlier tests left
+    none (a test run alone)."""
+    if history(found, kubeconfig)[-1:] != ["deployed"]:
+        assert cilium().returncode == 0
+    return max(revisions(found, kubeconfig))
+
+
 def configmap_refused(found, kubeconfig):
     probe = kube(found, kubeconfig, "create", "configmap", "cilium-config", "-n", "kube-system", "--dry-run=server",
                  "-o", "name", check=False)
@@ -135,9 +143,7 @@ def test_a_rerun_installs_again_after_a_failed_install_or_upgrade(tmp_path, cont
 def test_a_passing_api_error_is_tried_once_more(tmp_path, control_plane):
     """An upgrade on a deployed release (this module's first test leaves one; made here when run alone)."""
     kubeconfig, found, cilium = setup(tmp_path, control_plane)
-    if history(found, kubeconfig)[-1:] != ["deployed"]:
-        assert cilium().returncode == 0
-    last = max(revisions(found, kubeconfig))
+    last = deployed_revision(found, kubeconfig, cilium)
     refuse_cilium_config(found, kubeconfig, PASSING)
 
     # The API server gets well once the first upgrade has failed (helm marks it failed in its release Secret).
