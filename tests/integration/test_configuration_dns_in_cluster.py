@@ -6,8 +6,6 @@ that did not sign the front's certificate is refused; cert-manager's updates may
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import subprocess
 
 import pytest
@@ -15,6 +13,7 @@ import requests
 import yaml
 
 from tests.integration.cluster.conftest import control_plane  # noqa: F401 # pylint: disable=unused-import
+from tests.integration.platform_tree.conftest import test_ca as another_ca
 from tests.lab.test_lab_pdns import require_pdns
 from tests.playbook_runner import copy_inventory, recap, run_playbook
 from tests.tls_front import tls_front
@@ -27,40 +26,15 @@ ZONE = "lab.turnkey.test"
 POD_CIDR = "10.244.0.0/16"
 
 
-def certificates(folder, address):
-    """Two CAs, and the front's certificate (IP SAN address) signed by the first."""
-    from cryptography import x509  # noqa: PLC0415
-    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
-    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+def certificates(handle, folder, address):
+    """(cert, key) of the front, for address, signed by the lab's CA, and two CAs as PEM: that one (the cluster's CA
+    in this test) and another that signed nothing here."""
+    from turnkey_lab import pki  # noqa: PLC0415
+    from turnkey_lab.state import Lab  # noqa: PLC0415
 
-    now = datetime.datetime.now(datetime.UTC)
-
-    def build(subject, issuer, key, signer, ca, sans=()):
-        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
-        return builder.sign(signer, hashes.SHA256())
-
-    def name(common):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-    pem = {}
-    keys = {}
-    for ca_name in ("cluster-ca", "other-ca"):
-        keys[ca_name] = ec.generate_private_key(ec.SECP256R1())
-        pem[ca_name] = build(name(ca_name), name(ca_name), keys[ca_name], keys[ca_name], True).public_bytes(
-            serialization.Encoding.PEM).decode()
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server = build(name("powerdns-api.dns.svc"), name("cluster-ca"), server_key, keys["cluster-ca"], False,
-                   [x509.IPAddress(ipaddress.ip_address(address))])
-    (folder / "front.crt").write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    (folder / "front.key").write_bytes(server_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return pem
+    cert, key = pki.ensure_server_cert(Lab.at(handle.root, handle.net), "powerdns-api-front", address)
+    cas = {"cluster-ca": (handle.root / "pki" / "ca.pem").read_text(), "other-ca": another_ca(folder).read_text()}
+    return cert, key, cas
 
 
 def kubectl(found, kubeconfig, *args, stdin=None):
@@ -70,12 +44,11 @@ def kubectl(found, kubeconfig, *args, stdin=None):
     return done.stdout
 
 
-def put_api_certificate(found, kubeconfig, ca, folder):
+def put_api_certificate(found, kubeconfig, ca, cert, key):
     """Secret dns/powerdns-api-tls as cert-manager makes it: tls.crt, tls.key and the issuing CA's ca.crt."""
     secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
               "metadata": {"name": "powerdns-api-tls", "namespace": "dns"},
-              "stringData": {"tls.crt": (folder / "front.crt").read_text(),
-                             "tls.key": (folder / "front.key").read_text(), "ca.crt": ca}}
+              "stringData": {"tls.crt": cert.read_text(), "tls.key": key.read_text(), "ca.crt": ca}}
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dns"}}
     kubectl(found, kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", "-",
             stdin=yaml.safe_dump_all([namespace, secret]))
@@ -89,8 +62,8 @@ def test_layer_03_reaches_powerdns_in_the_cluster_over_tls_it_verifies_with_the_
     handle.run("up", "--profile", "fast", "--components", "pdns")
     pdns = handle.json("endpoints.json")["components"]["pdns"]
     key = handle.json("credentials.json")["pdns"]["api_key"]
-    pem = certificates(tmp_path, FRONT)
-    with tls_front(FRONT, 8443, tmp_path / "front.crt", tmp_path / "front.key", pdns["api_url"]) as url:
+    cert, cert_key, pem = certificates(handle, tmp_path, FRONT)
+    with tls_front(FRONT, 8443, cert, cert_key, pdns["api_url"]) as url:
         inventory = copy_inventory(tmp_path, "lab", {"set": {
             "platform_tree_acme": True,  # the ACME issuer on: cert-manager's updates, from the pods' network too
             "talos_cluster_kubeconfig": str(kubeconfig),
@@ -128,13 +101,13 @@ def test_layer_03_reaches_powerdns_in_the_cluster_over_tls_it_verifies_with_the_
         assert not zone_exists()
 
         # A CA in the cluster that did not sign the front's certificate: TLS verification refuses the API.
-        put_api_certificate(found, kubeconfig, pem["other-ca"], tmp_path)
+        put_api_certificate(found, kubeconfig, pem["other-ca"], cert, cert_key)
         refused = configure()
         assert refused.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stdout, refused.stdout[-3000:]
         assert not zone_exists()
 
         # The CA that signed it: the zone is made over verified TLS; the CA is kept in the state folder.
-        put_api_certificate(found, kubeconfig, pem["cluster-ca"], tmp_path)
+        put_api_certificate(found, kubeconfig, pem["cluster-ca"], cert, cert_key)
         first = configure()
         assert first.returncode == 0, first.stdout[-3000:]
         assert zone_exists()
